@@ -1,0 +1,3 @@
+from rfalint.cli import main
+
+main()

@@ -1,0 +1,55 @@
+"""The library API behind the CLI: load -> capture -> analyse -> rules.
+
+Example::
+
+    >>> import torch.nn as nn, rfalint
+    >>> net = nn.Sequential(*[nn.Conv2d(3, 3, 3, padding=1) for _ in range(6)])
+    >>> result = rfalint.check(net, (3, 8, 8))
+    >>> result.analysis.graph[result.analysis.border.b_min.node].name
+    '4'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch.nn as nn
+
+from rfalint.analysis import Analysis, analyze_graph
+from rfalint.capture import capture
+from rfalint.rules import Finding, Severity, run_rules
+
+FAIL_LEVELS = ("error", "warning", "info", "never")
+
+
+@dataclass
+class CheckResult:
+    """One model checked at one resolution."""
+
+    target: str
+    analysis: Analysis
+    findings: list[Finding]
+    source: Path | None = None
+
+    def failed(self, fail_on: str = "error") -> bool:
+        if fail_on == "never":
+            return False
+        threshold = Severity(fail_on).rank
+        return any(f.severity.rank >= threshold for f in self.findings)
+
+
+def analyze(model: nn.Module, input_shape: tuple[int, ...], name: str = "model") -> Analysis:
+    """Capture ``model`` at ``input_shape`` = (C, *spatial) and compute RFs and borders."""
+    return analyze_graph(capture(model, tuple(input_shape), name=name))
+
+
+def check(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
+          select: Iterable[str] = ("RFA",), ignore: Iterable[str] = (),
+          per_layer_ignores: Mapping[str, Iterable[str]] | None = None,
+          source: Path | None = None) -> CheckResult:
+    """Analyse ``model`` and run the rules on it."""
+    analysis = analyze(model, input_shape, name=name)
+    findings = run_rules(analysis, select, ignore, per_layer_ignores)
+    return CheckResult(name, analysis, findings, source)

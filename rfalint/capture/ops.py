@@ -1,0 +1,645 @@
+"""The op table: how each functional op and leaf module moves spatial positions.
+
+Like fvcore's ``_DEFAULT_SUPPORTED_OPS``, this is a table from op to handler instead of a
+chain of ``if`` on names. Functional ops are keyed by their normalised torch name
+(``conv2d``, ``max_pool2d``, ``add``, ``cat``); leaf modules are keyed by type and are
+translated to the same functional form (:data:`MODULE_OPS`), so ``nn.MaxPool2d`` and
+``F.max_pool2d`` share one handler. An op missing from both tables becomes
+``Kind.UNKNOWN`` and a finding, never a silent 1x1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Sequence
+
+import torch.nn as nn
+
+from rfalint.graph import Kind, Resample, Window
+
+
+@dataclass
+class TensorInfo:
+    """A graph tensor as a handler sees it: its shape and where its spatial axes live."""
+
+    shape: tuple[int, ...]
+    layout: tuple[int, ...] | None
+
+
+@dataclass
+class Call:
+    """One op invocation, normalised: graph inputs, bound non-tensor args, output shapes."""
+
+    op: str
+    inputs: list[TensorInfo]  # graph tensors only, in argument order
+    args: dict[str, Any]
+    out_shapes: list[tuple[int, ...]]
+    spatial_dims: int
+
+    @property
+    def main(self) -> TensorInfo:
+        return self.inputs[0]
+
+
+@dataclass
+class Effect:
+    """What a handler decides about a call."""
+
+    kind: Kind
+    layout: tuple[int, ...] | None
+    geometry: Window | Resample | None = None
+    gates: tuple[int, ...] = ()
+    note: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[Call], Effect]
+
+
+def _tuple(value: Any, n: int) -> tuple[int, ...]:
+    if isinstance(value, (list, tuple)):
+        if len(value) == 1 and n > 1:
+            return tuple(int(value[0]) for _ in range(n))
+        return tuple(int(v) for v in value)
+    return tuple(int(value) for _ in range(n))
+
+
+def _norm_dim(dim: int, ndim: int) -> int:
+    return dim % ndim if ndim else 0
+
+
+def _dims(value: Any, ndim: int) -> list[int] | None:
+    """Normalise a ``dim`` argument to a sorted list, or None for 'all dims'."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return sorted(_norm_dim(int(d), ndim) for d in value)
+    return [_norm_dim(int(value), ndim)]
+
+
+def nonspatial(call: Call) -> Effect:
+    return Effect(Kind.NONSPATIAL, None)
+
+
+def unknown(call: Call, why: str) -> Effect:
+    """Keep the spatial layout when the shape says positions survive, and flag the op."""
+    main = call.main
+    out = call.out_shapes[0] if call.out_shapes else ()
+    keep = main.layout is not None and len(out) == len(main.shape)
+    return Effect(Kind.UNKNOWN, main.layout if keep else None, note=why)
+
+
+# --------------------------------------------------------------------------- pointwise
+
+
+def pointwise(call: Call) -> Effect:
+    """Per-position ops: the output keeps the input's layout."""
+    return Effect(Kind.POINTWISE, call.main.layout)
+
+
+def merge(call: Call) -> Effect:
+    """Elementwise combination of several graph tensors (add, mul, where, ...).
+
+    Operands without spatial axes, or broadcast over space (size 1 where the output is
+    larger), are gates: multipliers from a global pool (SE, attention). They are
+    excluded from spatial RF propagation, as the papers prescribe.
+    """
+    out = call.out_shapes[0]
+    spatial = [i for i, t in enumerate(call.inputs) if _is_full_spatial(t, out)]
+    if not spatial:
+        if any(t.layout is not None for t in call.inputs):
+            return unknown(call, "broadcast over space between spatial operands")
+        return nonspatial(call)
+    gates = tuple(i for i in range(len(call.inputs)) if i not in spatial)
+    layout = _aligned_layout(call.inputs[spatial[0]], out)
+    kind = Kind.MERGE if len(spatial) > 1 else Kind.POINTWISE
+    return Effect(kind, layout, gates=gates)
+
+
+def _is_full_spatial(t: TensorInfo, out: tuple[int, ...]) -> bool:
+    if t.layout is None:
+        return False
+    layout = _aligned_layout(t, out)
+    return all(t.shape[d - (len(out) - len(t.shape))] == out[d] for d in layout)
+
+
+def _aligned_layout(t: TensorInfo, out: tuple[int, ...]) -> tuple[int, ...]:
+    """Broadcasting aligns trailing dims; shift the layout if the output has more dims."""
+    shift = len(out) - len(t.shape)
+    return tuple(d + shift for d in t.layout)
+
+
+def reduce_(call: Call) -> Effect:
+    """mean/sum/amax/... over ``dim``: global when every spatial axis is reduced."""
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    ndim = len(main.shape)
+    dims = _dims(call.args.get("dim"), ndim)
+    if dims is None:
+        return Effect(Kind.GLOBAL, None)
+    hit = [d for d in dims if d in main.layout]
+    if len(hit) == len(main.layout):
+        return Effect(Kind.GLOBAL, None)
+    if hit:
+        return unknown(call, f"reduction over only some spatial axes (dim={dims})")
+    if call.args.get("keepdim", False):
+        return Effect(Kind.POINTWISE, main.layout)
+    return Effect(Kind.POINTWISE, tuple(d - sum(1 for r in dims if r < d) for d in main.layout))
+
+
+def softmax(call: Call) -> Effect:
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    dim = call.args.get("dim")
+    if dim is not None and _norm_dim(int(dim), len(main.shape)) in main.layout:
+        return unknown(call, f"softmax across a spatial axis (dim={dim})")
+    return Effect(Kind.POINTWISE, main.layout)
+
+
+def normalize(call: Call) -> Effect:
+    """F.normalize / layer-style norms over a channel dim are per position."""
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    dim = call.args.get("dim", 1)
+    if _norm_dim(int(dim), len(main.shape)) in main.layout:
+        return unknown(call, f"normalisation across a spatial axis (dim={dim})")
+    return Effect(Kind.POINTWISE, main.layout)
+
+
+def layer_norm(call: Call) -> Effect:
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    shape = call.args.get("normalized_shape") or ()
+    n = len(shape) if isinstance(shape, (list, tuple)) else 1
+    normed = range(len(main.shape) - n, len(main.shape))
+    if any(d in main.layout for d in normed):
+        # Statistics over the whole map, then a per-position affine: treated as pointwise,
+        # the convention the papers use for normalisation.
+        return Effect(Kind.POINTWISE, main.layout, note="layer norm over spatial axes")
+    return Effect(Kind.POINTWISE, main.layout)
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def _window_effect(call: Call, kind: Kind, kernel, stride, padding, dilation, groups=1,
+                   transposed=False) -> Effect:
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    n = len(main.layout)
+    if isinstance(padding, str):
+        k = _tuple(kernel, n)
+        d = _tuple(dilation, n)
+        padding = tuple((di * (ki - 1)) // 2 if padding == "same" else 0 for ki, di in zip(k, d))
+    window = Window(
+        kernel=_tuple(kernel, n),
+        stride=_tuple(stride if stride not in (None, (), []) else kernel, n),
+        padding=_tuple(padding, n),
+        dilation=_tuple(dilation, n),
+        groups=int(groups),
+        transposed=transposed,
+    )
+    return Effect(kind, main.layout, geometry=window)
+
+
+def conv(call: Call) -> Effect:
+    a = call.args
+    return _window_effect(call, Kind.CONV, a["kernel_size"], a.get("stride", 1),
+                          a.get("padding", 0), a.get("dilation", 1), a.get("groups", 1))
+
+
+def conv_transpose(call: Call) -> Effect:
+    a = call.args
+    return _window_effect(call, Kind.CONV, a["kernel_size"], a.get("stride", 1),
+                          a.get("padding", 0), a.get("dilation", 1), a.get("groups", 1),
+                          transposed=True)
+
+
+def max_pool(call: Call) -> Effect:
+    a = call.args
+    return _window_effect(call, Kind.POOL, a["kernel_size"], a.get("stride"),
+                          a.get("padding", 0), a.get("dilation", 1))
+
+
+def avg_pool(call: Call) -> Effect:
+    a = call.args
+    return _window_effect(call, Kind.POOL, a["kernel_size"], a.get("stride"),
+                          a.get("padding", 0), 1)
+
+
+def pixel_unshuffle(call: Call) -> Effect:
+    f = int(call.args["downscale_factor"])
+    return _window_effect(call, Kind.POOL, f, f, 0, 1)
+
+
+def adaptive_pool(call: Call) -> Effect:
+    """Adaptive pooling to 1 is the readout; otherwise it is a window when sizes divide."""
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    out = call.out_shapes[0]
+    sizes_in = [main.shape[d] for d in main.layout]
+    sizes_out = [out[d] for d in main.layout]
+    if all(o == 1 for o in sizes_out):
+        return Effect(Kind.GLOBAL, None)
+    kernels, strides = [], []
+    for i, o in zip(sizes_in, sizes_out):
+        # PyTorch windows: [floor(k*i/o), ceil((k+1)*i/o)); the largest is the kernel.
+        kernels.append(max(math.ceil((k + 1) * i / o) - (k * i) // o for k in range(o)))
+        strides.append(max(1, i // o))
+    exact = all(i % o == 0 for i, o in zip(sizes_in, sizes_out))
+    effect = _window_effect(call, Kind.POOL, kernels, strides, 0, 1)
+    if not exact:
+        effect.note = "adaptive pool with uneven windows: kernel is the largest window"
+    return effect
+
+
+_INTERP_TAPS = {"nearest": 1, "nearest-exact": 1, "linear": 2, "bilinear": 2, "trilinear": 2,
+                "bicubic": 4, "area": None}
+
+
+def interpolate(call: Call) -> Effect:
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    out = call.out_shapes[0]
+    mode = call.args.get("mode") or "nearest"
+    scale = tuple(Fraction(out[d], main.shape[d]) for d in main.layout)
+    if mode not in _INTERP_TAPS:
+        return unknown(call, f"interpolate mode {mode!r}")
+    if mode == "area" or any(s < 1 for s in scale):
+        if mode in ("area",) or all((1 / s).denominator == 1 for s in scale):
+            factors = [int(1 / s) if s < 1 else 1 for s in scale]
+            if all((1 / s).denominator == 1 for s in scale if s < 1):
+                taps = factors if mode == "area" else [_INTERP_TAPS[mode] for _ in factors]
+                return _window_effect(call, Kind.POOL, taps, factors, 0, 1)
+        return unknown(call, f"interpolate downscaling by {scale} in mode {mode!r}")
+    taps = tuple(_INTERP_TAPS[mode] if s != 1 else 1 for s in scale)
+    return Effect(Kind.RESAMPLE, main.layout, geometry=Resample(scale, taps, mode))
+
+
+def pixel_shuffle(call: Call) -> Effect:
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    r = int(call.args["upscale_factor"])
+    n = len(main.layout)
+    return Effect(Kind.RESAMPLE, main.layout,
+                  geometry=Resample((Fraction(r),) * n, (1,) * n, "pixel_shuffle"))
+
+
+# --------------------------------------------------------------------------- shape ops
+
+
+def flatten(call: Call) -> Effect:
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    ndim = len(main.shape)
+    start = _norm_dim(int(call.args.get("start_dim", 0)), ndim)
+    end = _norm_dim(int(call.args.get("end_dim", -1)), ndim)
+    if any(start <= d <= end for d in main.layout) and end > start:
+        return Effect(Kind.GLOBAL, None)
+    removed = max(0, end - start)
+    return Effect(Kind.POINTWISE, tuple(d - removed if d > end else d for d in main.layout))
+
+
+def reshape(call: Call) -> Effect:
+    """view/reshape: fine while the spatial dims stay trailing and unchanged."""
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    out = call.out_shapes[0]
+    sizes = [main.shape[d] for d in main.layout]
+    tail_in = len(main.shape) - main.layout[0]
+    if main.layout == tuple(range(len(main.shape) - len(sizes), len(main.shape))) and \
+            len(out) >= len(sizes) and list(out[len(out) - len(sizes):]) == sizes \
+            and out[0] == main.shape[0] and tail_in == len(sizes):
+        return Effect(Kind.POINTWISE, tuple(range(len(out) - len(sizes), len(out))))
+    if len(out) == 2 and out[0] == main.shape[0]:
+        return Effect(Kind.GLOBAL, None)
+    return unknown(call, f"reshape {tuple(main.shape)} -> {tuple(out)} moves spatial axes")
+
+
+def permute(call: Call) -> Effect:
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    ndim = len(main.shape)
+    order = [_norm_dim(int(d), ndim) for d in call.args["dims"]]
+    return Effect(Kind.POINTWISE, tuple(order.index(d) for d in main.layout))
+
+
+def transpose(call: Call) -> Effect:
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    ndim = len(main.shape)
+    a = _norm_dim(int(call.args["dim0"]), ndim)
+    b = _norm_dim(int(call.args["dim1"]), ndim)
+    swap = {a: b, b: a}
+    return Effect(Kind.POINTWISE, tuple(swap.get(d, d) for d in main.layout))
+
+
+def squeeze_like(call: Call) -> Effect:
+    """squeeze/unsqueeze/getitem: track which input dims survive by matching sizes."""
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    out = call.out_shapes[0]
+    layout = _match_layout(main, out, call)
+    if layout is None:
+        return unknown(call, f"indexing {tuple(main.shape)} -> {tuple(out)} drops spatial axes")
+    return Effect(Kind.POINTWISE, layout)
+
+
+def _match_layout(main: TensorInfo, out: tuple[int, ...], call: Call) -> tuple[int, ...] | None:
+    """Map spatial dims through an op that only adds or removes dims or crops them."""
+    delta = len(out) - len(main.shape)
+    if call.op == "unsqueeze":
+        dim = _norm_dim(int(call.args.get("dim", 0)), len(out))
+        return tuple(d + 1 if d >= dim else d for d in main.layout)
+    if call.op == "squeeze":
+        dims = _dims(call.args.get("dim"), len(main.shape))
+        gone = [d for d in range(len(main.shape)) if main.shape[d] == 1 and
+                (dims is None or d in dims)]
+        if any(d in main.layout for d in gone):
+            return None
+        return tuple(d - sum(1 for g in gone if g < d) for d in main.layout)
+    if delta == 0:
+        return main.layout  # slicing keeps dims (channel slices, crops)
+    return None
+
+
+def cat(call: Call) -> Effect:
+    out = call.out_shapes[0]
+    spatial = [i for i, t in enumerate(call.inputs) if t.layout is not None]
+    if not spatial:
+        return nonspatial(call)
+    ref = call.inputs[spatial[0]]
+    dim = _norm_dim(int(call.args.get("dim", 0)), len(out))
+    if call.op == "stack":
+        return unknown(call, "stack of feature maps")
+    if dim in ref.layout:
+        return unknown(call, f"concatenation along spatial dim {dim}")
+    full = [i for i in spatial if _is_full_spatial(call.inputs[i], out)]
+    gates = tuple(i for i in range(len(call.inputs)) if i not in full)
+    kind = Kind.MERGE if len(full) > 1 else Kind.POINTWISE
+    return Effect(kind, ref.layout, gates=gates)
+
+
+def split(call: Call) -> Effect:
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    dim = _norm_dim(int(call.args.get("dim", 0)), len(main.shape))
+    if dim in main.layout:
+        return unknown(call, f"split along spatial dim {dim}")
+    return Effect(Kind.POINTWISE, main.layout)
+
+
+def pad(call: Call) -> Effect:
+    """Padding shifts positions but reads one input per output: RF unchanged."""
+    return Effect(Kind.POINTWISE, call.main.layout)
+
+
+def linear(call: Call) -> Effect:
+    """A Linear over channels-last maps is a 1x1 conv; over a spatial axis it mixes it all."""
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    if len(main.shape) - 1 in main.layout:
+        return unknown(call, "linear layer applied across a spatial axis")
+    n = len(main.layout)
+    return Effect(Kind.CONV, main.layout, geometry=Window((1,) * n, (1,) * n, (0,) * n, (1,) * n))
+
+
+def global_mixing(call: Call) -> Effect:
+    """matmul/attention on feature maps: every position can read every other."""
+    if all(t.layout is None for t in call.inputs):
+        return nonspatial(call)
+    return unknown(call, f"{call.op} mixes positions (attention-like)")
+
+
+def expand(call: Call) -> Effect:
+    """expand/repeat of a spatial map keeps its layout; of a gate vector it stays non-spatial."""
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    out = call.out_shapes[0]
+    if len(out) == len(main.shape) and all(main.shape[d] == out[d] for d in main.layout):
+        return Effect(Kind.POINTWISE, main.layout)
+    if len(out) == len(main.shape) and all(main.shape[d] == 1 for d in main.layout):
+        return Effect(Kind.NONSPATIAL, None, note="broadcast of a 1x1 map")
+    return unknown(call, f"{call.op} changes the spatial size")
+
+
+# --------------------------------------------------------------------------- the tables
+
+# Positional parameter names per functional op, to bind args the way torch does.
+SIGNATURES: dict[str, tuple[str, ...]] = {
+    "conv": ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+    "conv_transpose": ("input", "weight", "bias", "stride", "padding", "output_padding",
+                       "groups", "dilation"),
+    "max_pool": ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
+                 "return_indices"),
+    "avg_pool": ("input", "kernel_size", "stride", "padding", "ceil_mode",
+                 "count_include_pad", "divisor_override"),
+    "lp_pool": ("input", "norm_type", "kernel_size", "stride", "ceil_mode"),
+    "adaptive_pool": ("input", "output_size", "return_indices"),
+    "interpolate": ("input", "size", "scale_factor", "mode", "align_corners"),
+    "pixel_shuffle": ("input", "upscale_factor"),
+    "pixel_unshuffle": ("input", "downscale_factor"),
+    "flatten": ("input", "start_dim", "end_dim"),
+    "reduce": ("input", "dim", "keepdim"),
+    "softmax": ("input", "dim"),
+    "normalize": ("input", "p", "dim"),
+    "layer_norm": ("input", "normalized_shape"),
+    "transpose": ("input", "dim0", "dim1"),
+    "cat": ("tensors", "dim"),
+    "split": ("input", "split_size_or_sections", "dim"),
+    "chunk": ("input", "chunks", "dim"),
+    "squeeze": ("input", "dim"),
+    "linear": ("input", "weight", "bias"),
+    "pad": ("input", "pad", "mode", "value"),
+}
+
+_UNARY = """relu relu6 leaky_relu elu selu celu gelu silu mish hardswish hardsigmoid sigmoid
+tanh hardtanh softplus softsign prelu rrelu glu logsigmoid tanhshrink softshrink hardshrink
+threshold exp log log1p sqrt rsqrt abs neg reciprocal square sin cos erf clamp clip
+clamp_min clamp_max sign floor ceil round dropout dropout1d dropout2d dropout3d
+alpha_dropout feature_alpha_dropout batch_norm instance_norm group_norm local_response_norm
+contiguous clone detach to float half double bfloat16 type type_as requires_grad
+nan_to_num identity sigmoid_ hardsigmoid_ logit pos positive""".split()
+
+_BINARY = """add sub subtract mul multiply div divide truediv floordiv true_divide pow maximum
+minimum fmax fmin where addcmul addcdiv lerp rsub and or xor mod remainder eq ne lt le gt ge
+masked_fill copy""".split()
+
+_REDUCE = "mean sum amax amin max min std var norm logsumexp prod nansum nanmean".split()
+
+FUNCTIONAL_OPS: dict[str, tuple[Handler, str | None]] = {
+    # name: (handler, signature key)
+    **{f"conv{n}d": (conv, "conv") for n in (1, 2, 3)},
+    **{f"conv_transpose{n}d": (conv_transpose, "conv_transpose") for n in (1, 2, 3)},
+    **{f"max_pool{n}d": (max_pool, "max_pool") for n in (1, 2, 3)},
+    **{f"max_pool{n}d_with_indices": (max_pool, "max_pool") for n in (1, 2, 3)},
+    **{f"avg_pool{n}d": (avg_pool, "avg_pool") for n in (1, 2, 3)},
+    **{f"lp_pool{n}d": (avg_pool, "lp_pool") for n in (1, 2, 3)},
+    **{f"adaptive_{k}_pool{n}d": (adaptive_pool, "adaptive_pool")
+       for k in ("avg", "max") for n in (1, 2, 3)},
+    **{f"adaptive_max_pool{n}d_with_indices": (adaptive_pool, "adaptive_pool") for n in (1, 2, 3)},
+    "interpolate": (interpolate, "interpolate"),
+    "upsample": (interpolate, "interpolate"),
+    "upsample_nearest": (interpolate, "interpolate"),
+    "upsample_bilinear": (interpolate, "interpolate"),
+    "pixel_shuffle": (pixel_shuffle, "pixel_shuffle"),
+    "pixel_unshuffle": (pixel_unshuffle, "pixel_unshuffle"),
+    "flatten": (flatten, "flatten"),
+    "view": (reshape, None),
+    "reshape": (reshape, None),
+    "view_as": (reshape, None),
+    "reshape_as": (reshape, None),
+    "permute": (permute, None),
+    "transpose": (transpose, "transpose"),
+    "swapaxes": (transpose, "transpose"),
+    "squeeze": (squeeze_like, "squeeze"),
+    "unsqueeze": (squeeze_like, "squeeze"),
+    "getitem": (squeeze_like, None),
+    "softmax": (softmax, "softmax"),
+    "log_softmax": (softmax, "softmax"),
+    "normalize": (normalize, "normalize"),
+    "layer_norm": (layer_norm, "layer_norm"),
+    "cat": (cat, "cat"),
+    "concat": (cat, "cat"),
+    "concatenate": (cat, "cat"),
+    "stack": (cat, "cat"),
+    "split": (split, "split"),
+    "chunk": (split, "chunk"),
+    "tensor_split": (split, "split"),
+    "pad": (pad, "pad"),
+    "linear": (linear, "linear"),
+    "expand": (expand, None),
+    "expand_as": (expand, None),
+    "repeat": (expand, None),
+    "broadcast_to": (expand, None),
+    "matmul": (global_mixing, None),
+    "bmm": (global_mixing, None),
+    "mm": (global_mixing, None),
+    "einsum": (global_mixing, None),
+    "baddbmm": (global_mixing, None),
+    "scaled_dot_product_attention": (global_mixing, None),
+    "multi_head_attention_forward": (global_mixing, None),
+    **{name: (pointwise, None) for name in _UNARY},
+    **{name: (merge, None) for name in _BINARY},
+    **{name: (reduce_, "reduce") for name in _REDUCE},
+}
+
+# Ops that never carry tensor dataflow worth a node (shape queries, printing, ...).
+IGNORED = {"size", "dim", "numel", "shape", "get", "item", "tolist", "__get__", "__len__",
+           "__format__", "__repr__", "__bool__", "__iter__", "is_contiguous", "data_ptr",
+           "stride", "storage_offset", "element_size", "is_floating_point", "__contains__",
+           "__hash__", "__index__", "__int__", "__float__", "numpy", "backward", "register_hook",
+           "retain_grad", "set_", "device", "dtype", "is_complex", "_set_grad_enabled"}
+
+ALIASES = {"truediv": "div", "iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "div",
+           "concat": "cat", "concatenate": "cat", "multiply": "mul", "subtract": "sub",
+           "divide": "div", "true_divide": "div", "clip": "clamp", "swapaxes": "transpose",
+           "radd": "add", "rsub": "sub", "rmul": "mul", "rtruediv": "div", "rpow": "pow",
+           "setitem": "copy", "and_": "and", "or_": "or"}
+
+
+def normalise_op_name(name: str) -> str:
+    """``__iadd__`` -> ``add``, ``relu_`` -> ``relu``, ``__getitem__`` -> ``getitem``."""
+    if name.startswith("__") and name.endswith("__"):
+        name = name[2:-2]
+    elif name.endswith("_") and not name.startswith("_"):
+        name = name[:-1]
+    return ALIASES.get(name, name)
+
+
+def bind(sig: Sequence[str], args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    bound = dict(zip(sig, args))
+    bound.update(kwargs)
+    return bound
+
+
+def _module_args(m: nn.Module, names: Sequence[str]) -> dict[str, Any]:
+    return {n: getattr(m, n) for n in names if hasattr(m, n)}
+
+
+_CONV_ATTRS = ("kernel_size", "stride", "padding", "dilation", "groups")
+_POOL_ATTRS = ("kernel_size", "stride", "padding", "dilation")
+
+# Leaf module type -> (functional op name it behaves like, how to read its args).
+MODULE_OPS: dict[type, tuple[str, Callable[[nn.Module], dict[str, Any]]]] = {
+    **{c: ("conv", lambda m: _module_args(m, _CONV_ATTRS))
+       for c in (nn.Conv1d, nn.Conv2d, nn.Conv3d)},
+    **{c: ("conv_transpose", lambda m: _module_args(m, _CONV_ATTRS))
+       for c in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)},
+    **{c: ("max_pool", lambda m: _module_args(m, _POOL_ATTRS))
+       for c in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)},
+    **{c: ("avg_pool", lambda m: _module_args(m, _POOL_ATTRS))
+       for c in (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.LPPool1d, nn.LPPool2d)},
+    **{c: ("adaptive_pool", lambda m: {"output_size": m.output_size})
+       for c in (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+                 nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)},
+    **{c: ("interpolate", lambda m: {"mode": m.mode})
+       for c in (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)},
+    nn.PixelShuffle: ("pixel_shuffle", lambda m: {"upscale_factor": m.upscale_factor}),
+    nn.PixelUnshuffle: ("pixel_unshuffle", lambda m: {"downscale_factor": m.downscale_factor}),
+    nn.Flatten: ("flatten", lambda m: {"start_dim": m.start_dim, "end_dim": m.end_dim}),
+    nn.Linear: ("linear", lambda m: {}),
+    nn.Softmax: ("softmax", lambda m: {"dim": m.dim}),
+    nn.LogSoftmax: ("softmax", lambda m: {"dim": m.dim}),
+    nn.LayerNorm: ("layer_norm", lambda m: {"normalized_shape": m.normalized_shape}),
+    **{c: ("pad", lambda m: {}) for c in (
+        nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d,
+        nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
+        nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d, nn.CircularPad1d,
+        nn.CircularPad2d, nn.CircularPad3d)},
+    **{c: ("identity", lambda m: {}) for c in (
+        nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU,
+        nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
+        nn.Hardtanh, nn.Softplus, nn.Softsign, nn.LogSigmoid, nn.Tanhshrink, nn.Softshrink,
+        nn.Hardshrink, nn.Threshold, nn.GLU, nn.RReLU, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+        nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.BatchNorm1d, nn.BatchNorm2d,
+        nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
+        nn.InstanceNorm3d, nn.LocalResponseNorm, nn.ChannelShuffle)},
+}
+
+
+def module_call(module: nn.Module) -> tuple[str, dict[str, Any]] | None:
+    """The functional form of a leaf module, or None if rfalint descends into it."""
+    entry = MODULE_OPS.get(type(module))
+    if entry is None:
+        return None
+    op, read_args = entry
+    return op, read_args(module)
+
+
+def handler_for(op: str) -> Handler | None:
+    """The handler for a normalised functional op name or a module's functional form."""
+    if op in FUNCTIONAL_OPS:
+        return FUNCTIONAL_OPS[op][0]
+    return _GENERIC.get(op)
+
+
+_GENERIC: dict[str, Handler] = {
+    "conv": conv, "conv_transpose": conv_transpose, "max_pool": max_pool,
+    "avg_pool": avg_pool, "adaptive_pool": adaptive_pool, "identity": pointwise,
+}
+
+
+def signature_for(op: str) -> tuple[str, ...] | None:
+    entry = FUNCTIONAL_OPS.get(op)
+    if entry is None or entry[1] is None:
+        return None
+    return SIGNATURES[entry[1]]

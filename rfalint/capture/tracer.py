@@ -1,0 +1,241 @@
+"""Capture a model's dataflow graph by running its forward once.
+
+The tracer is a ``TorchFunctionMode`` plus module hooks: functional calls (``F.conv2d``,
+``x + y``, ``torch.cat``, ``F.interpolate``) are seen by the mode, leaf modules from the op
+table by their hooks, and Python control flow simply runs. Tensors are tracked by object
+identity, so in-place ops, modules called twice and tuple/dict outputs need no special
+cases. The forward runs on fake tensors first (no compute, no activation memory); models
+whose control flow reads tensor values are re-run on a real dummy input.
+
+Example::
+
+    >>> import torch.nn as nn
+    >>> from rfalint.capture import capture
+    >>> g = capture(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), (3, 32, 32))
+    >>> [(n.name, n.op, n.out_shape) for n in g]
+    [('input', 'input', (1, 3, 32, 32)), ('0', 'Conv2d', (1, 8, 30, 30)), ('1', 'ReLU', (1, 8, 30, 30))]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+from rfalint.capture import ops
+from rfalint.errors import ModelError
+from rfalint.graph import Graph, Kind, Node
+
+
+class _Recorder(TorchFunctionMode):
+    """Turns every tensor-producing call into a Node."""
+
+    def __init__(self, model: nn.Module, spatial_dims: int):
+        super().__init__()
+        self.spatial_dims = spatial_dims
+        self.nodes: list[Node] = []
+        self.producer: dict[int, tuple[int, int]] = {}  # id(tensor) -> (node id, output slot)
+        self.alive: list[torch.Tensor] = []  # keeps ids unique while capturing
+        self.names = {m: n for n, m in model.named_modules()}
+        self.scope: list[str] = []
+        self.leaf_depth = 0
+        self.leaf_inputs: list[Any] = []
+        self.used_names: Counter[str] = Counter()
+        self.handles = []
+        for module in model.modules():
+            self.handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
+            self.handles.append(module.register_forward_hook(self._post, with_kwargs=True))
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def remove_hooks(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def current_scope(self) -> str:
+        return self.scope[-1] if self.scope else ""
+
+    def _unique(self, name: str) -> str:
+        self.used_names[name] += 1
+        count = self.used_names[name]
+        return name if count == 1 else f"{name}@{count}"
+
+    def _tensor_inputs(self, tree: Any) -> list[torch.Tensor]:
+        leaves, _ = tree_flatten(tree)
+        return [t for t in leaves if isinstance(t, torch.Tensor) and id(t) in self.producer]
+
+    def _info(self, t: torch.Tensor) -> ops.TensorInfo:
+        node_id, _ = self.producer[id(t)]
+        return ops.TensorInfo(tuple(t.shape), self.nodes[node_id].layout)
+
+    def add_input(self, x: torch.Tensor) -> None:
+        layout = tuple(range(x.dim() - self.spatial_dims, x.dim()))
+        self._add(Node(0, "input", "input", Kind.INPUT, [], [tuple(x.shape)], layout), [x])
+
+    def _add(self, node: Node, outputs: list[torch.Tensor]) -> Node:
+        node.id = len(self.nodes)
+        self.nodes.append(node)
+        for slot, t in enumerate(outputs):
+            self.producer[id(t)] = (node.id, slot)
+            self.alive.append(t)
+        return node
+
+    def _record(self, op: str, type_name: str, name: str, inputs: list[torch.Tensor],
+                args: dict[str, Any], result: Any, module: nn.Module | None) -> None:
+        outputs = [t for t in tree_flatten(result)[0] if isinstance(t, torch.Tensor)]
+        if not outputs:
+            return
+        infos = [self._info(t) for t in inputs]
+        call = ops.Call(op, infos, args, [tuple(t.shape) for t in outputs], self.spatial_dims)
+        handler = ops.handler_for(op)
+        if all(info.layout is None for info in infos):
+            effect = ops.nonspatial(call)  # head or gate: positions are already gone
+        elif handler is None:
+            effect = ops.unknown(call, f"unsupported op '{op}'")
+        else:
+            effect = handler(call)
+        sources = [self.producer[id(t)] for t in inputs]
+        node = Node(
+            id=-1,
+            name=self._unique(name),
+            op=type_name,
+            kind=effect.kind,
+            inputs=[s[0] for s in sources],
+            input_slots=[s[1] for s in sources],
+            out_shapes=call.out_shapes,
+            layout=effect.layout,
+            in_shape=infos[0].shape,
+            geometry=effect.geometry,
+            module=module,
+            call_args={k: v for k, v in args.items() if not isinstance(v, torch.Tensor)},
+            gates=effect.gates,
+            scope=self.current_scope(),
+            note=effect.note,
+        )
+        self._add(node, outputs)
+
+    # ------------------------------------------------------------------ module hooks
+
+    def _pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        name = self.names.get(module, self.current_scope())
+        self.scope.append(name)
+        if self.leaf_depth or ops.module_call(module) is not None:
+            self.leaf_depth += 1
+            if self.leaf_depth == 1:
+                self.leaf_inputs.append(self._tensor_inputs((args, kwargs)))
+
+    def _post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        name = self.scope.pop()
+        if not self.leaf_depth:
+            return
+        self.leaf_depth -= 1
+        if self.leaf_depth:
+            return
+        inputs = self.leaf_inputs.pop()
+        if not inputs:
+            return
+        op, margs = ops.module_call(module)
+        self._record(op, type(module).__name__, name or type(module).__name__.lower(),
+                     inputs, margs, output, module)
+
+    # ------------------------------------------------------------------ functional ops
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        if self.leaf_depth:
+            return result
+        raw = getattr(func, "__name__", "")
+        if raw in ops.IGNORED or raw.startswith("_") and not raw.startswith("__"):
+            return result
+        op = ops.normalise_op_name(raw)
+        if op in ops.IGNORED:
+            return result
+        inputs = self._tensor_inputs((args, kwargs))
+        if not inputs:
+            return result
+        bound = _bind(op, args, kwargs)
+        if op in ("max", "min") and isinstance(bound.get("dim"), torch.Tensor):
+            op = "maximum" if op == "max" else "minimum"
+        scope = self.current_scope()
+        name = f"{scope}.{op}" if scope else op
+        self._record(op, op, name, inputs, bound, result, None)
+        return result
+
+
+def _bind(op: str, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """Bind positional args to names the handlers read; derive kernel sizes from weights."""
+    if op == "permute":
+        dims = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
+        return {"dims": tuple(kwargs.get("dims", dims))}
+    sig = ops.signature_for(op)
+    bound = ops.bind(sig, args, kwargs) if sig else dict(kwargs)
+    weight = bound.get("weight")
+    if isinstance(weight, torch.Tensor) and op.startswith("conv"):
+        bound["kernel_size"] = tuple(weight.shape[2:])
+    return bound
+
+
+def _dummy_input(shape: tuple[int, ...], fake_mode) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    if fake_mode is None:
+        return torch.randn((1, *shape), generator=generator)
+    with fake_mode:
+        return torch.empty((1, *shape))
+
+
+def _run(model: nn.Module, input_shape: tuple[int, ...], fake: bool) -> tuple[_Recorder, Any]:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else None
+    x = _dummy_input(input_shape, fake_mode)
+    recorder = _Recorder(model, len(input_shape) - 1)
+    recorder.add_input(x)
+    try:
+        with torch.no_grad(), recorder:
+            if fake_mode is not None:
+                with fake_mode:
+                    out = model(x)
+            else:
+                out = model(x)
+    except BaseException as exc:
+        exc.rfalint_scope = recorder.current_scope()  # type: ignore[attr-defined]
+        raise
+    finally:
+        recorder.remove_hooks()
+    return recorder, out
+
+
+def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model") -> Graph:
+    """Run ``model`` once on a dummy input of ``(C, *spatial)`` and return its graph."""
+    model.eval()
+    mode = "fake"
+    try:
+        recorder, out = _run(model, input_shape, fake=True)
+    except Exception:
+        mode = "real"
+        try:
+            recorder, out = _run(model, input_shape, fake=False)
+        except Exception as exc:
+            raise ModelError(_explain_failure(exc, input_shape)) from exc
+    outputs = sorted({recorder.producer[id(t)][0] for t in tree_flatten(out)[0]
+                      if isinstance(t, torch.Tensor) and id(t) in recorder.producer})
+    if not outputs:
+        raise ModelError("the model's forward returned no tensor computed from its input")
+    return Graph(recorder.nodes, tuple(input_shape), outputs, model_name=name, capture_mode=mode)
+
+
+def _explain_failure(exc: Exception, input_shape: tuple[int, ...]) -> str:
+    scope = getattr(exc, "rfalint_scope", "") or "the top-level forward"
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    res = "x".join(str(s) for s in input_shape[1:])
+    lowered = first_line.lower()
+    if "kernel size can't be greater" in lowered or "output size is too small" in lowered \
+            or "input size" in lowered and "too small" in lowered:
+        return (f"resolution {res} is too small for this model: the feature map collapses at "
+                f"'{scope}' ({first_line})")
+    return f"the model's forward raised {type(exc).__name__} at '{scope}': {first_line}"

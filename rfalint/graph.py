@@ -1,0 +1,176 @@
+"""The one graph representation every rfalint stage shares.
+
+Capture builds it, the RF engine and the cost model annotate it by node id, rules and
+reports read it, and ``fix``/``export`` rewrite and serialise it.
+
+A :class:`Graph` is a list of :class:`Node` in execution order, so the list is already a
+topological order. Each node is a leaf module call or a functional op; edges are the
+tensor dataflow (``Node.inputs`` are ids of producing nodes).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Iterator
+
+import torch.nn as nn
+
+
+class Kind(str, enum.Enum):
+    """What an op does to spatial positions; the RF engine dispatches on this."""
+
+    INPUT = "input"
+    CONV = "conv"  # parametric sliding window: Conv*, ConvTranspose*, Linear/1x1 over positions
+    POOL = "pool"  # parameter-free sliding window: max/avg/lp pools, pixel_unshuffle
+    RESAMPLE = "resample"  # interpolate / upsample / pixel_shuffle (no weights)
+    POINTWISE = "pointwise"  # per position: activations, norms, dropout, channel slicing, reshapes
+    MERGE = "merge"  # several inputs combined per position: add, mul, cat on channels
+    GLOBAL = "global"  # mixes all positions: global pooling, flatten, mean over space
+    NONSPATIAL = "nonspatial"  # op on tensors that have no spatial axes left (head, gates)
+    UNKNOWN = "unknown"  # op rfalint does not understand; always reported as a finding
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Per-axis effect on receptive fields.
+
+    ``r' = r + (span - 1) * j`` and ``j' = j * stride``. ``span`` is how many input
+    positions one output position reads; ``stride < 1`` for upsampling.
+    """
+
+    span: int = 1
+    stride: Fraction = Fraction(1)
+
+
+IDENTITY = Transfer()
+
+
+@dataclass
+class Window:
+    """Sliding-window geometry per spatial axis (conv, pool, transposed conv)."""
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int = 1
+    transposed: bool = False
+
+    def transfers(self) -> tuple[Transfer, ...]:
+        out = []
+        for k, s, d in zip(self.kernel, self.stride, self.dilation):
+            footprint = d * (k - 1) + 1
+            if self.transposed:
+                # One output position reads ceil(footprint / s) input positions; jump shrinks.
+                out.append(Transfer(-(-footprint // s), Fraction(1, s)))
+            else:
+                out.append(Transfer(footprint, Fraction(s)))
+        return tuple(out)
+
+    def footprint(self) -> tuple[int, ...]:
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
+
+
+@dataclass
+class Resample:
+    """Interpolation geometry per spatial axis: scale (out/in) and taps read per output."""
+
+    scale: tuple[Fraction, ...]
+    taps: tuple[int, ...]
+    mode: str = "nearest"
+
+    def transfers(self) -> tuple[Transfer, ...]:
+        return tuple(Transfer(t, 1 / s) for s, t in zip(self.scale, self.taps))
+
+
+@dataclass
+class Node:
+    """One op in the captured graph.
+
+    ``layout`` names the tensor dims that hold spatial axes (axis i lives in dim
+    ``layout[i]``), or is ``None`` once the tensor has no spatial axes (after global
+    pooling or flatten). ``gates`` are input positions excluded from spatial RF
+    propagation (squeeze-and-excitation style multipliers computed from a global pool).
+    """
+
+    id: int
+    name: str
+    op: str
+    kind: Kind
+    inputs: list[int]
+    out_shapes: list[tuple[int, ...]]
+    layout: tuple[int, ...] | None
+    in_shape: tuple[int, ...] | None = None
+    geometry: Window | Resample | None = None
+    module: nn.Module | None = field(default=None, repr=False)
+    call_args: dict[str, Any] = field(default_factory=dict)
+    gates: tuple[int, ...] = ()
+    scope: str = ""
+    note: str = ""
+    input_slots: list[int] = field(default_factory=list)  # which output of each producer
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.out_shapes[0] if self.out_shapes else ()
+
+    @property
+    def spatial_out(self) -> tuple[int, ...] | None:
+        """Output feature-map size per spatial axis, or None when non-spatial."""
+        if self.layout is None:
+            return None
+        return tuple(self.out_shape[d] for d in self.layout)
+
+    def transfers(self, ndim: int) -> tuple[Transfer, ...]:
+        if isinstance(self.geometry, (Window, Resample)):
+            return self.geometry.transfers()
+        return (IDENTITY,) * ndim
+
+    @property
+    def params(self) -> int:
+        if self.module is None:
+            return 0
+        return sum(p.numel() for p in self.module.parameters())
+
+
+@dataclass
+class Graph:
+    """Nodes in execution order. ``nodes[i].id == i``; node 0 is the input."""
+
+    nodes: list[Node]
+    input_shape: tuple[int, ...]  # (C, *spatial), without batch
+    outputs: list[int]
+    model_name: str = "model"
+    capture_mode: str = "fake"  # "fake" (no real compute) or "real" (data-dependent forward)
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.input_shape) - 1
+
+    @property
+    def resolution(self) -> tuple[int, ...]:
+        return tuple(self.input_shape[1:])
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __getitem__(self, node_id: int) -> Node:
+        return self.nodes[node_id]
+
+    def by_name(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def consumers(self) -> list[list[int]]:
+        """Adjacency list: for each node id, the ids of nodes that read it."""
+        users: list[list[int]] = [[] for _ in self.nodes]
+        for node in self.nodes:
+            for src in node.inputs:
+                users[src].append(node.id)
+        return users

@@ -1,0 +1,234 @@
+"""Stage 1 of the pipeline: turn a MODEL target into an ``nn.Module``.
+
+Targets: ``file.py``, ``file.py:name``, ``pkg.module:name`` and ``spec.yaml``. ``name`` is
+an ``nn.Module`` subclass, a factory function or a module-level instance. Every failure
+is a :class:`LoadError` with one line that says what to change.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch.nn as nn
+import yaml
+
+from rfalint.errors import LoadError, UsageError
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    target: str  # what the user typed, for reports
+    source: Path | None  # file the entry point lives in, when known
+
+
+def parse_args(pairs: list[str] | None) -> dict[str, Any]:
+    """``["num_classes=10", "stem=cifar"]`` -> kwargs, values parsed as YAML scalars."""
+    kwargs: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UsageError(f"--arg expects key=value, got {pair!r}")
+        try:
+            kwargs[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            kwargs[key.strip()] = value
+    return kwargs
+
+
+def parse_resolution(text: str | int) -> tuple[int, ...]:
+    """``32`` -> (32,), ``224x160`` -> (224, 160), ``16x112x112`` -> (16, 112, 112)."""
+    parts = str(text).lower().replace("×", "x").split("x")
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"--res expects N, HxW or DxHxW with positive integers, got {text!r}")
+    if not sizes or len(sizes) > 3 or any(s <= 0 for s in sizes):
+        raise UsageError(f"--res expects N, HxW or DxHxW with positive integers, got {text!r}")
+    return sizes
+
+
+_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.ConvTranspose1d: 1,
+         nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3, nn.MaxPool1d: 1, nn.MaxPool2d: 2,
+         nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
+         nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}
+
+
+def input_shape(model: nn.Module, res: tuple[int, ...], in_channels: int | None) -> tuple[int, ...]:
+    """(C, *spatial). A single size is repeated over the model's spatial dims, which are
+    read from its first conv/pool/norm layer; the channels default to that conv's input."""
+    first_conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    if in_channels is None:
+        in_channels = first_conv.in_channels if first_conv is not None else 3
+    if in_channels <= 0:
+        raise UsageError(f"--in-channels must be positive, got {in_channels}")
+    if len(res) == 1:
+        dims = next((d for m in model.modules() for t, d in _DIMS.items() if type(m) is t), 2)
+        res = res * dims
+    return (in_channels, *res)
+
+
+def load_model(target: str, kwargs: dict[str, Any] | None = None) -> LoadedModel:
+    kwargs = kwargs or {}
+    path_part, _, name = _split_target(target)
+    if path_part.endswith(SPEC_SUFFIXES):
+        return _load_spec(target, path_part, kwargs)
+    if path_part.endswith(".py") or os.sep in path_part or "/" in path_part:
+        module, source = _import_file(path_part)
+    else:
+        module, source = _import_dotted(path_part), None
+        source = Path(inspect.getsourcefile(module) or "") if source is None else source
+    entry_name, entry = _find_entry(module, name, target)
+    return LoadedModel(_instantiate(entry_name, entry, kwargs), target, source)
+
+
+def _split_target(target: str) -> tuple[str, str, str]:
+    # "C:\\x.py:name" is not a concern on the platforms torch CPU runs here; split at the last ':'.
+    if ":" in target:
+        path, _, name = target.rpartition(":")
+        return path, ":", name
+    return target, "", ""
+
+
+def _load_spec(target: str, path: str, kwargs: dict[str, Any]) -> LoadedModel:
+    if kwargs:
+        raise UsageError("--arg does not apply to YAML specs")
+    file = Path(path)
+    if not file.is_file():
+        raise LoadError(f"{path}: no such file")
+    from rfalint import spec
+
+    return LoadedModel(spec.load(file), target, file)
+
+
+def _user_frame(exc: BaseException, file: Path | None) -> str:
+    """file:line of the innermost frame in the user's code (or the last frame)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    rfalint_dir = str(Path(__file__).parent)
+    user = [f for f in frames if not f.filename.startswith(rfalint_dir)
+            and "importlib" not in f.filename]
+    if file is not None:
+        in_file = [f for f in user if Path(f.filename).resolve() == file.resolve()]
+        user = in_file or user
+    frame = user[-1] if user else (frames[-1] if frames else None)
+    return f"{frame.filename}:{frame.lineno}" if frame else "?"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _import_file(path: str) -> tuple[ModuleType, Path]:
+    file = Path(path)
+    if not file.is_file():
+        raise LoadError(f"{path}: no such file")
+    if file.suffix != ".py":
+        raise LoadError(f"{path}: expected a .py file, a .yaml spec or pkg.module:name")
+    file = file.resolve()
+    module_name = f"rfalint_user_{abs(hash(str(file)))}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(file.parent))
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise LoadError(f"{_user_frame(exc, file)}: error importing {path}: {_describe(exc)}") from exc
+    finally:
+        sys.path.remove(str(file.parent))
+    return module, file
+
+
+def _import_dotted(dotted: str) -> ModuleType:
+    if not dotted or not all(part.isidentifier() for part in dotted.split(".")):
+        raise LoadError(f"{dotted!r} is neither an existing file nor a module path (pkg.module:name)")
+    sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(dotted)
+    except ModuleNotFoundError as exc:
+        if exc.name and dotted.startswith(exc.name):
+            raise LoadError(f"no module named {exc.name!r} (looked in the current directory and "
+                            "sys.path)") from exc
+        raise LoadError(f"{_user_frame(exc, None)}: error importing {dotted}: {_describe(exc)}") from exc
+    except Exception as exc:
+        raise LoadError(f"{_user_frame(exc, None)}: error importing {dotted}: {_describe(exc)}") from exc
+    finally:
+        sys.path.remove(os.getcwd())
+
+
+def _is_entry(obj: Any) -> bool:
+    return (inspect.isclass(obj) and issubclass(obj, nn.Module)) or inspect.isfunction(obj) \
+        or isinstance(obj, nn.Module)
+
+
+def _candidates(module: ModuleType) -> dict[str, Any]:
+    """Public model classes, factory functions and instances defined in the module itself."""
+    names = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
+    found = {}
+    for name in names:
+        obj = getattr(module, name, None)
+        if isinstance(obj, nn.Module):
+            found[name] = obj
+        elif _is_entry(obj) and getattr(obj, "__module__", None) == module.__name__:
+            found[name] = obj
+    return found
+
+
+def _find_entry(module: ModuleType, name: str, target: str) -> tuple[str, Any]:
+    candidates = _candidates(module)
+    if name:
+        if not hasattr(module, name):
+            close = difflib.get_close_matches(name, list(candidates), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise LoadError(f"{target}: no attribute {name!r}{hint}")
+        obj = getattr(module, name)
+        if not _is_entry(obj):
+            raise LoadError(f"{target}: {name!r} is not an nn.Module class, factory or instance")
+        return name, obj
+    base = target
+    if len(candidates) == 1:
+        return next(iter(candidates.items()))
+    if not candidates:
+        raise LoadError(f"{target}: defines no nn.Module subclass, factory function or instance")
+    listed = ", ".join(sorted(candidates))
+    raise LoadError(f"{target}: several models found ({listed}); pick one with {base}:NAME")
+
+
+def _instantiate(name: str, entry: Any, kwargs: dict[str, Any]) -> nn.Module:
+    if isinstance(entry, nn.Module):
+        if kwargs:
+            raise UsageError(f"{name!r} is a module instance; --arg does not apply")
+        return entry
+    try:
+        inspect.signature(entry).bind(**kwargs)
+    except TypeError as exc:
+        params = ", ".join(str(p) for p in inspect.signature(entry).parameters.values()
+                           if p.name != "self")
+        raise LoadError(f"wrong arguments for {name}({params}): {exc}") from exc
+    except ValueError:
+        pass  # no signature available (C extension): let the call report the problem
+    try:
+        model = entry(**kwargs)
+    except Exception as exc:
+        raise LoadError(f"{_user_frame(exc, None)}: building {name} raised {_describe(exc)}") from exc
+    if not isinstance(model, nn.Module):
+        raise LoadError(f"{name} returned {type(model).__name__}, not an nn.Module")
+    return model

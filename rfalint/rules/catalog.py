@@ -1,0 +1,281 @@
+"""rfalint's rules. Codes: RFA1xx geometry of the receptive field, RFA2xx analysis coverage."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+
+from rfalint.analysis import Analysis, covers
+from rfalint.graph import Kind
+from rfalint.rules.base import Example, Finding, Rule, Severity, fmt_axes
+
+
+def _px(analysis: Analysis) -> str:
+    return f"{fmt_axes(analysis.graph.resolution)} px"
+
+
+def _convs(*widths: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for c_in, c_out in zip(widths, widths[1:]):
+        layers += [nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2), nn.ReLU()]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], 2))
+
+
+class _ResidualStack(nn.Module):
+    """Stem conv and three identity-shortcut blocks: r_max outgrows r_min."""
+
+    def __init__(self, blocks: int = 3):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+            for _ in range(blocks))
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = torch.relu(x + block(x))
+        return x.mean((2, 3))
+
+
+class _SqueezeExcite(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return x * torch.sigmoid(self.fc(x.mean((2, 3), keepdim=True)))
+
+
+class _Rolled(nn.Module):
+    """torch.roll shifts positions in a way rfalint does not model."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(torch.roll(x, 1, dims=-1))
+
+
+class _DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(3, 8, 5, padding=2)
+
+    def forward(self, x):
+        return self.a(x) if x.mean() > 0 else self.b(x)
+
+
+class UnproductiveLayer(Rule):
+    code = "RFA101"
+    name = "unproductive-layer"
+    severity = Severity.ERROR
+    summary = "Layer past the border: its input RF already covers the whole image"
+    explanation = (
+        "A conv layer whose input receptive field is larger than the input on every axis "
+        "(r_min of the previous layer of the main path > I, and so for every later layer) "
+        "cannot integrate new spatial information. The paper calls the first such layer the "
+        "border layer b_min; it and everything after it up to the readout is the "
+        "unproductive tail, which adds parameters and compute without improving accuracy. "
+        "Convs off the main path (shortcut projections) that truncation would remove are "
+        "reported too.")
+    remedy = "truncate the tail at b_min (rfalint fix --strategy truncate) or slow RF growth"
+    valid = [Example(lambda: _convs(3, 8, 8, 8), (3, 8, 8))]
+    invalid = [Example(lambda: _convs(3, 8, 8, 8, 8, 8, 8), (3, 8, 8))]
+
+    def check(self, analysis: Analysis) -> Iterator[Finding]:
+        border = analysis.border
+        if border.b_min is None:
+            return
+        seq = {layer.node: layer for layer in border.sequence}
+        b_name = analysis.layer_name(border.b_min.node)
+        for node_id in border.tail:
+            node = analysis.graph[node_id]
+            if node.kind is not Kind.CONV:
+                continue
+            if node_id in seq:
+                r = fmt_axes(seq[node_id].r_in_min)
+                where = "border layer b_min" if node_id == border.b_min.node else "past the border"
+                msg = f"input r_min {r} > {_px(analysis)} ({where})"
+            else:
+                msg = f"off the main path, removed with the tail that starts at {b_name}"
+            yield self.finding(node.name, msg)
+
+
+class CriticalLayer(Rule):
+    code = "RFA102"
+    name = "critical-layer"
+    severity = Severity.WARNING
+    summary = "Some paths into the layer already cover the image, others do not"
+    explanation = (
+        "In multi-path networks the input RF of a layer ranges from r_min to r_max. When "
+        "r_max > I but r_min <= I the layer may or may not be productive: it is critical. "
+        "Probe or measure saturation before removing it.")
+    remedy = "check saturation on trained weights (rfalint saturation) before changing it"
+    valid = [Example(lambda: _ResidualStack(3), (3, 16, 16))]
+    invalid = [Example(lambda: _ResidualStack(3), (3, 8, 8))]
+
+    def check(self, analysis: Analysis) -> Iterator[Finding]:
+        size = analysis.graph.resolution
+        tail = set(analysis.border.tail)
+        for layer in analysis.border.sequence:
+            if layer.node in tail or not covers(layer.r_in_max, size):
+                continue
+            msg = (f"input r_max {fmt_axes(layer.r_in_max)} > {_px(analysis)} but r_min "
+                   f"{fmt_axes(layer.r_in_min)} fits")
+            yield self.finding(analysis.layer_name(layer.node), msg)
+
+
+class DegenerateKernel(Rule):
+    code = "RFA103"
+    name = "degenerate-kernel"
+    severity = Severity.WARNING
+    summary = "Kernel footprint covers the whole input feature map"
+    explanation = (
+        "A conv whose input map is no larger than its kernel footprint on every axis sees "
+        "the whole map and the padding around it at once: it behaves like a fully "
+        "connected layer over padding (ResNet18 at 32 px runs most layer4 convs on 1x1 maps).")
+    remedy = "downsample later, use a higher input resolution, or remove the layer"
+    valid = [Example(lambda: _convs(3, 8, 8, stride=2), (3, 32, 32))]
+    invalid = [Example(lambda: _convs(3, 8, 8, stride=2), (3, 4, 4))]
+
+    def check(self, analysis: Analysis) -> Iterator[Finding]:
+        for node in analysis.graph:
+            if node.kind is not Kind.CONV or node.layout is None or node.geometry is None:
+                continue
+            footprint = node.geometry.footprint()
+            size_in = tuple(node.in_shape[d] for d in node.layout)
+            if max(footprint) > 1 and all(s <= f for s, f in zip(size_in, footprint)):
+                msg = (f"input map {fmt_axes(size_in)} <= kernel footprint "
+                       f"{fmt_axes(footprint)}")
+                yield self.finding(node.name, msg)
+
+
+class UnderCoverage(Rule):
+    code = "RFA104"
+    name = "under-coverage"
+    severity = Severity.WARNING
+    summary = "The final feature map never sees the whole image"
+    explanation = (
+        "If r_max of the feature map entering the readout is smaller than the input on "
+        "some axis, no unit ever integrates the whole image: patterns larger than r_max "
+        "cannot be detected.")
+    remedy = "add layers or downsampling, or lower the input resolution"
+    valid = [Example(lambda: _convs(3, 8, 8), (3, 4, 4))]
+    invalid = [Example(lambda: _convs(3, 8, 8), (3, 32, 32))]
+
+    def check(self, analysis: Analysis) -> Iterator[Finding]:
+        final = analysis.rf_final.r_max
+        size = analysis.graph.resolution
+        if any(r < s for r, s in zip(final, size)):
+            msg = f"final r_max {fmt_axes(final)} < {_px(analysis)}"
+            yield self.finding(analysis.layer_name(analysis.border.end), msg)
+
+
+class ResolutionRange(Rule):
+    code = "RFA105"
+    name = "resolution-range"
+    severity = Severity.INFO
+    summary = "Input resolutions for which the network has no tail and covers the image"
+    explanation = (
+        "Receptive fields do not depend on the input size, so the resolution range with no "
+        "unproductive layer and full coverage follows from the RFs: at least the last "
+        "layer's input r_min (else the tail appears), at most the final r_max (else "
+        "under-coverage). Reported when the current resolution is outside it. Adaptive "
+        "pooling and size-based interpolation make RFs size-dependent; then the range is "
+        "an estimate from this resolution.")
+    remedy = "run at a resolution inside the range, or change the architecture"
+    valid = [Example(lambda: _convs(3, 8, 8, 8), (3, 6, 6))]
+    invalid = [Example(lambda: _convs(3, 8, 8, 8), (3, 32, 32))]
+
+    def check(self, analysis: Analysis) -> Iterator[Finding]:
+        seq = analysis.border.sequence
+        if not seq:
+            return
+        lo = seq[-1].r_in_min
+        hi = analysis.rf_final.r_max
+        size = analysis.graph.resolution
+        inside = all(l <= s <= h for l, s, h in zip(lo, size, hi))
+        if inside:
+            return
+        layer = analysis.layer_name(analysis.border.end)
+        if any(l > h for l, h in zip(lo, hi)):
+            yield self.finding(layer, "no input resolution gives both no tail and full coverage")
+            return
+        if len(set(lo)) == 1 and len(set(hi)) == 1:
+            rng, axes = f"{lo[0]}..{hi[0]}", ""
+        else:
+            rng, axes = ", ".join(f"{l}..{h}" for l, h in zip(lo, hi)), " per axis"
+        yield self.finding(layer, f"no tail and full coverage for inputs of {rng} px{axes}; "
+                                  f"running at {_px(analysis)}")
+
+
+class IncompleteAnalysis(Rule):
+    code = "RFA201"
+    name = "incomplete-analysis"
+    severity = Severity.WARNING
+    summary = "An op that may change spatial geometry is not understood"
+    explanation = (
+        "rfalint knows how convs, pools, resampling, merges, reshapes and pointwise ops move "
+        "spatial positions. Any other op on a feature map is passed through as if it did "
+        "not change the RF, which may be wrong: the RFs after it are a lower bound.")
+    remedy = "open an issue with the op, or wrap it in a module rfalint can skip"
+    valid = [Example(lambda: _convs(3, 8), (3, 8, 8))]
+    invalid = [Example(_Rolled, (3, 8, 8))]
+
+    def check(self, analysis: Analysis) -> Iterator[Finding]:
+        for node in analysis.graph:
+            if node.kind is Kind.UNKNOWN:
+                where = node.scope or "the top-level forward"
+                yield self.finding(node.name, f"analysis incomplete: {node.op} at {where} "
+                                              f"({node.note})")
+
+
+class GateExcluded(Rule):
+    code = "RFA202"
+    name = "gate-excluded"
+    severity = Severity.INFO
+    summary = "An attention/gating branch is excluded from the spatial RF"
+    explanation = (
+        "Squeeze-and-excitation and similar gates multiply a feature map by weights computed "
+        "from a global pool. The papers find they do not move the tail, so rfalint does not "
+        "let the global pool make every later RF infinite; the gate is listed here.")
+    remedy = ""
+    valid = [Example(lambda: _convs(3, 8), (3, 8, 8))]
+    invalid = [Example(_SqueezeExcite, (3, 8, 8))]
+
+    def check(self, analysis: Analysis) -> Iterator[Finding]:
+        for node in analysis.graph:
+            if node.gates and node.layout is not None:
+                gate_names = ", ".join(analysis.graph[node.inputs[g]].name for g in node.gates)
+                yield self.finding(node.name, f"gate input {gate_names} excluded from the RF")
+
+
+class DataDependentCapture(Rule):
+    code = "RFA203"
+    name = "data-dependent-forward"
+    severity = Severity.INFO
+    summary = "The forward reads tensor values; the graph is that of one dummy input"
+    explanation = (
+        "rfalint captures the graph without computing (fake tensors). A forward whose Python "
+        "control flow reads tensor values needs real data, so it was run on a random dummy "
+        "input, and the graph is the branch that input took.")
+    remedy = "make sure the branch taken on a random input is the one you deploy"
+    valid = [Example(lambda: _convs(3, 8), (3, 8, 8))]
+    invalid = [Example(_DataDependent, (3, 8, 8))]
+
+    def check(self, analysis: Analysis) -> Iterator[Finding]:
+        if analysis.graph.capture_mode == "real":
+            yield self.finding(None, "forward depends on tensor values; captured on a random "
+                                     "dummy input")
+
+
+RULES: list[Rule] = [UnproductiveLayer(), CriticalLayer(), DegenerateKernel(), UnderCoverage(),
+                     ResolutionRange(), IncompleteAnalysis(), GateExcluded(),
+                     DataDependentCapture()]

@@ -1,0 +1,457 @@
+"""Gradient-support receptive-field oracle, independent of ``rfalint``.
+
+Method
+------
+The receptive field of a unit is the set of input positions that can influence it.  For
+a network whose every path is "monotone" this is exactly the support (set of non-zero
+entries) of the gradient of that unit with respect to the input.  We make every path
+monotone and every unit active on a *copy* of the model:
+
+* float64, ``eval()`` mode (dropout off, BatchNorm uses running statistics);
+* every weight tensor (``dim >= 2``) drawn from uniform(0.1, 1) and divided by its
+  fan-in, so values stay O(1) through hundreds of layers; every 1-D parameter
+  (BatchNorm / LayerNorm affine weight, layer-scale, ...) from uniform(0.5, 1); every
+  parameter whose name ends in ``bias`` set to 0;
+* BatchNorm ``running_mean = 0``, ``running_var = 1``;
+* GroupNorm / InstanceNorm (data-dependent spatial statistics would spread the gradient
+  over the whole image) replaced by ``nn.Identity``;
+* every ``nn.MaxPool{1,2,3}d`` swapped for average pooling with the same kernel, stride,
+  padding, dilation and ceil mode, ``nn.AdaptiveMaxPool*`` for ``nn.AdaptiveAvgPool*``,
+  and, while the forward pass runs, ``torch.nn.functional.max_pool{1,2,3}d`` /
+  ``adaptive_max_pool{1,2,3}d`` are patched the same way (a max only routes the
+  gradient to the arg-max; an average routes it to the whole window);
+* input: a tiny positive tensor (1e-3 + 1e-4 * uniform noise), so every pre-activation
+  is positive and small: ReLU / ReLU6 / SiLU / sigmoid all pass a non-zero gradient and
+  nothing saturates.
+
+With all weights positive no two paths can cancel, so the gradient of the chosen output
+unit is non-zero exactly on the union of the receptive fields of all its paths, i.e.
+on the ``r_max`` field.  The *output unit* is the centre position (index ``(n - 1) // 2``
+on every spatial axis) of the chosen tensor, summed over all channels (or one channel,
+``channel=c``).  The tensor is the output of the sub-module ``module_name`` (forward
+hook; the forward pass is stopped right there, so classifiers that only fit other input
+sizes never run), or the model output (``output_key`` selects from a dict / tuple).
+
+The *extent* per spatial axis is ``max index - min index + 1`` of the non-zero gradient.
+It equals the theoretical RF only when the field is not clipped by the input border, so
+by default :func:`gradient_rf` raises :class:`ClippedError` when the support touches the
+border; :func:`smallest_unclipped_shape` grows the input until it does not.
+
+Limitations: gates (squeeze-and-excitation, CBAM) contain a global pool, so the true
+gradient support of anything after a gate is the whole input (the oracle reports that,
+it does not exclude gating branches the way rfalint's convention does); ``r_min`` is
+not a gradient-support quantity (except per channel right after a concatenation, see
+``channel``).
+
+Example
+-------
+>>> import torch.nn as nn
+>>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=2, dilation=2), nn.ReLU(),
+...                     nn.Conv2d(8, 8, 3, padding=1))
+>>> gradient_rf(net, (3, 15, 15), module_name="0")
+(5, 5)
+>>> gradient_rf(net, (3, 15, 15))
+(7, 7)
+>>> smallest_unclipped_shape(net, (3, 1, 1))
+(3, 9, 9)
+>>> gradient_rf(nn.Conv2d(1, 1, (1, 7)), (1, 9, 9))
+(1, 7)
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "ClippedError",
+    "Support",
+    "prepare_model",
+    "gradient_support",
+    "gradient_support_many",
+    "gradient_rf",
+    "smallest_unclipped_shape",
+    "gradient_rf_auto",
+]
+
+
+class ClippedError(RuntimeError):
+    """The gradient support touches the input border: the RF may be clipped."""
+
+
+class _Stop(Exception):
+    """Raised from a forward hook to end the forward pass early."""
+
+
+@dataclass(frozen=True)
+class Support:
+    """Gradient support of one output unit.
+
+    ``lo``/``hi``: min / max input index with non-zero gradient per spatial axis;
+    ``size``: spatial input size; ``extent`` = ``hi - lo + 1``.
+    """
+
+    lo: Tuple[int, ...]
+    hi: Tuple[int, ...]
+    size: Tuple[int, ...]
+
+    @property
+    def extent(self) -> Tuple[int, ...]:
+        return tuple(h - l + 1 for l, h in zip(self.lo, self.hi))
+
+    def touches_border(self, margin: int = 0) -> Tuple[bool, ...]:
+        """Per axis: support within ``margin`` pixels of either input border."""
+        return tuple(l <= margin or h >= n - 1 - margin
+                     for l, h, n in zip(self.lo, self.hi, self.size))
+
+    @property
+    def clipped(self) -> bool:
+        return any(self.touches_border())
+
+
+# --------------------------------------------------------------------------- model prep
+class _AvgPoolLike(nn.Module):
+    """Average pooling with the geometry of a max-pool (kernel/stride/padding/dilation)."""
+
+    def __init__(self, nd, kernel_size, stride, padding, dilation, ceil_mode):
+        super().__init__()
+        self.nd = nd
+        self.k = _tup(kernel_size, nd)
+        self.s = _tup(stride if stride is not None else kernel_size, nd)
+        self.p = _tup(padding, nd)
+        self.d = _tup(dilation, nd)
+        self.ceil_mode = bool(ceil_mode)
+
+    def forward(self, x):
+        return _avg_like(x, self.nd, self.k, self.s, self.p, self.d, self.ceil_mode)
+
+
+def _tup(v, nd):
+    if isinstance(v, (tuple, list)):
+        return tuple(int(a) for a in v)
+    return (int(v),) * nd
+
+
+_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def _avg_like(x, nd, k, s, p, d, ceil_mode):
+    if all(dd == 1 for dd in d):
+        return _AVG[nd](x, k, s, p, ceil_mode=ceil_mode)
+    # dilated window: depthwise convolution with a constant kernel, explicit -inf-free
+    # zero padding (only the support matters, not the exact average).
+    if ceil_mode:
+        raise NotImplementedError("dilated max-pool with ceil_mode is not supported")
+    c = x.shape[1]
+    w = torch.full((c, 1, *k), 1.0 / math.prod(k), dtype=x.dtype, device=x.device)
+    return _CONV[nd](x, w, None, s, p, d, groups=c)
+
+
+_MAXPOOL_TYPES = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}
+_ADAPTIVE_MAX = {nn.AdaptiveMaxPool1d: nn.AdaptiveAvgPool1d,
+                 nn.AdaptiveMaxPool2d: nn.AdaptiveAvgPool2d,
+                 nn.AdaptiveMaxPool3d: nn.AdaptiveAvgPool3d}
+_DROP_NORMS = (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+
+
+def _replace_modules(model: nn.Module) -> None:
+    for name, child in list(model.named_children()):
+        new = None
+        if type(child) in _MAXPOOL_TYPES and not child.return_indices:
+            nd = _MAXPOOL_TYPES[type(child)]
+            new = _AvgPoolLike(nd, child.kernel_size, child.stride, child.padding,
+                               child.dilation, child.ceil_mode)
+        elif type(child) in _ADAPTIVE_MAX and not child.return_indices:
+            new = _ADAPTIVE_MAX[type(child)](child.output_size)
+        elif isinstance(child, _DROP_NORMS):
+            new = nn.Identity()
+        if new is not None:
+            setattr(model, name, new)
+        else:
+            _replace_modules(child)
+
+
+def prepare_model(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Deep copy of ``model`` made monotone: float64, eval, positive weights, zero biases,
+    neutral BatchNorm statistics, max-pools swapped for average pools."""
+    m = copy.deepcopy(model)
+    _replace_modules(m)
+    m = m.double().eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.split(".")[-1].endswith("bias"):
+                p.zero_()
+            elif p.dim() >= 2:
+                fan_in = max(1, math.prod(p.shape[1:]))
+                p.copy_((0.1 + 0.9 * torch.rand(p.shape, generator=g, dtype=torch.float64)) / fan_in)
+            else:
+                p.copy_(0.5 + 0.5 * torch.rand(p.shape, generator=g, dtype=torch.float64))
+            p.requires_grad_(False)
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                if mod.running_mean is not None:
+                    mod.running_mean.zero_()
+                    mod.running_var.fill_(1.0)
+                else:  # track_running_stats=False would use batch statistics
+                    mod.track_running_stats = True
+                    mod.register_buffer("running_mean", torch.zeros(mod.num_features, dtype=torch.float64))
+                    mod.register_buffer("running_var", torch.ones(mod.num_features, dtype=torch.float64))
+    return m
+
+
+@contextlib.contextmanager
+def _functional_maxpool_as_avg():
+    """Temporarily route ``F.max_poolNd`` / ``F.adaptive_max_poolNd`` to average pools."""
+    saved = {}
+
+    def make_max(nd):
+        orig = getattr(F, f"max_pool{nd}d")
+
+        def patched(input, kernel_size, stride=None, padding=0, dilation=1,
+                    ceil_mode=False, return_indices=False):
+            if return_indices:
+                return orig(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+            k = _tup(kernel_size, nd)
+            s = _tup(stride, nd) if stride not in (None, [], ()) else k
+            return _avg_like(input, nd, k, s, _tup(padding, nd), _tup(dilation, nd), ceil_mode)
+        return patched
+
+    def make_adaptive(nd):
+        orig = getattr(F, f"adaptive_max_pool{nd}d")
+        avg = getattr(F, f"adaptive_avg_pool{nd}d")
+
+        def patched(input, output_size, return_indices=False):
+            if return_indices:
+                return orig(input, output_size, return_indices)
+            return avg(input, output_size)
+        return patched
+
+    for nd in (1, 2, 3):
+        for name, maker in ((f"max_pool{nd}d", make_max), (f"adaptive_max_pool{nd}d", make_adaptive)):
+            saved[name] = getattr(F, name)
+            setattr(F, name, maker(nd))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(F, name, fn)
+
+
+# --------------------------------------------------------------------------- core
+def _first_tensor(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        for v in out.values():
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    if isinstance(out, (tuple, list)):
+        for v in out:
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    return None
+
+
+def _select(out, output_key):
+    if output_key is not None:
+        out = out[output_key]
+    t = _first_tensor(out)
+    if t is None:
+        raise TypeError("model output contains no tensor")
+    return t
+
+
+def _centre_value(t: torch.Tensor, channel: Optional[int]) -> torch.Tensor:
+    if t.dim() < 3:
+        raise ValueError(f"output {tuple(t.shape)} has no spatial axes")
+    if any(n == 0 for n in t.shape[2:]):
+        raise ValueError(f"output {tuple(t.shape)} has an empty spatial axis")
+    idx = tuple((n - 1) // 2 for n in t.shape[2:])
+    v = t[(0, slice(None)) + idx]
+    return v.sum() if channel is None else v[channel]
+
+
+def _support_from_grad(grad: torch.Tensor) -> Support:
+    nz = grad[0].abs().sum(dim=0) != 0  # over channels -> spatial mask
+    size = tuple(nz.shape)
+    if not bool(nz.any()):
+        raise ValueError("gradient is identically zero: output does not depend on the input")
+    lo, hi = [], []
+    for ax in range(nz.dim()):
+        other = tuple(a for a in range(nz.dim()) if a != ax)
+        line = nz.any(dim=other) if other else nz
+        where = torch.nonzero(line).flatten()
+        lo.append(int(where.min()))
+        hi.append(int(where.max()))
+    return Support(tuple(lo), tuple(hi), size)
+
+
+def _make_input(input_shape, seed):
+    g = torch.Generator().manual_seed(seed + 1)
+    x = 1e-3 + 1e-4 * torch.rand((1, *input_shape), generator=g, dtype=torch.float64)
+    return x.requires_grad_(True)
+
+
+def gradient_support_many(model: nn.Module, input_shape: Sequence[int],
+                          module_names: Sequence[str], *, channel: Optional[int] = None,
+                          prepared: bool = False, seed: int = 0) -> dict:
+    """Supports of the centre unit of several sub-modules from ONE forward pass.
+
+    The forward pass stops after the last hooked module has produced its output; each
+    support then costs one backward pass from that module.  (Modules called more than
+    once: the first call counts.)
+    """
+    m = model if prepared else prepare_model(model, seed)
+    mods = dict(m.named_modules())
+    missing = [n for n in module_names if n not in mods]
+    if missing:
+        raise KeyError(f"no sub-module named {missing}")
+    captured: dict = {}
+    wanted = set(module_names)
+    handles = []
+
+    def make_hook(name):
+        def hook(_mod, _inp, out):
+            if name not in captured:
+                t = _first_tensor(out)
+                captured[name] = t.clone()  # later in-place ops must not touch it
+            if wanted.issubset(captured):
+                raise _Stop
+        return hook
+
+    for n in module_names:
+        handles.append(mods[n].register_forward_hook(make_hook(n)))
+    x = _make_input(tuple(input_shape), seed)
+    try:
+        with _functional_maxpool_as_avg():
+            m(x)
+    except _Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    not_run = [n for n in module_names if n not in captured]
+    if not_run:
+        raise RuntimeError(f"modules never executed: {not_run}")
+    result = {}
+    for n in module_names:
+        (grad,) = torch.autograd.grad(_centre_value(captured[n], channel), x, retain_graph=True)
+        result[n] = _support_from_grad(grad)
+    return result
+
+
+def gradient_support(model: nn.Module, input_shape: Sequence[int], module_name: Optional[str] = None,
+                     output_key=None, *, channel: Optional[int] = None, prepared: bool = False,
+                     seed: int = 0) -> Support:
+    """Gradient support of the centre unit (see module docstring).
+
+    ``input_shape`` is ``(C, *spatial)`` without the batch axis.
+    """
+    if module_name is not None:
+        return gradient_support_many(model, input_shape, [module_name], channel=channel,
+                                     prepared=prepared, seed=seed)[module_name]
+    m = model if prepared else prepare_model(model, seed)
+    x = _make_input(tuple(input_shape), seed)
+    with _functional_maxpool_as_avg():
+        out = m(x)
+    (grad,) = torch.autograd.grad(_centre_value(_select(out, output_key), channel), x)
+    return _support_from_grad(grad)
+
+
+def gradient_rf(model: nn.Module, input_shape: Sequence[int], module_name: Optional[str] = None,
+                output_key=None, *, channel: Optional[int] = None, allow_clipped: bool = False,
+                prepared: bool = False, seed: int = 0) -> Tuple[int, ...]:
+    """Extent per spatial axis of the gradient support of the centre output unit.
+
+    Raises :class:`ClippedError` if the support touches the input border (the true RF
+    may be larger), unless ``allow_clipped``.
+    """
+    sup = gradient_support(model, input_shape, module_name, output_key, channel=channel,
+                           prepared=prepared, seed=seed)
+    if sup.clipped and not allow_clipped:
+        raise ClippedError(f"support {sup} touches the border of input {tuple(input_shape)}; "
+                           "use a larger input (see smallest_unclipped_shape)")
+    return sup.extent
+
+
+def smallest_unclipped_shape(model: nn.Module, input_shape: Sequence[int],
+                             module_name: Optional[str] = None, output_key=None, *,
+                             channel: Optional[int] = None, max_size: int = 4096,
+                             multiple: int = 1, seed: int = 0) -> Tuple[int, ...]:
+    """Smallest input (per axis) whose gradient support does not touch the border.
+
+    Starts from ``input_shape`` = ``(C, *spatial)``; every axis whose support touches the
+    border (or on which the model cannot run) grows by x1.5, until none does; then each
+    axis is bisected down to the smallest passing size (the support extent is
+    monotone in the input size once unclipped).  ``multiple`` rounds sizes up (e.g. 8 for
+    a U-Net).  Returns the shape ``(C, *spatial)``.
+    """
+    m = prepare_model(model, seed)
+    c, spatial = int(input_shape[0]), [max(1, int(s)) for s in input_shape[1:]]
+
+    def rnd(v):
+        return int(math.ceil(v / multiple) * multiple)
+
+    def probe(sp):
+        try:
+            sup = gradient_support(m, (c, *sp), module_name, output_key, channel=channel,
+                                   prepared=True, seed=seed)
+        except (RuntimeError, ValueError):
+            return None  # could not run at this size: treat as "too small" on every axis
+        return sup.touches_border()
+
+    spatial = [rnd(s) for s in spatial]
+    lower = [0] * len(spatial)  # largest size known to fail per axis
+    while True:
+        t = probe(spatial)
+        if t is not None and not any(t):
+            break
+        bad = range(len(spatial)) if t is None else [a for a, b in enumerate(t) if b]
+        for a in bad:
+            lower[a] = spatial[a]
+            spatial[a] = rnd(max(spatial[a] + 1, math.ceil(spatial[a] * 1.5)))
+            if spatial[a] > max_size:
+                raise ClippedError(f"support still clipped at size {spatial}")
+    # bisect each axis down
+    for a in range(len(spatial)):
+        lo, hi = lower[a], spatial[a]
+        while hi - lo > multiple:
+            mid = rnd((lo + hi) // 2)
+            if mid >= hi or mid <= lo:
+                break
+            trial = list(spatial)
+            trial[a] = mid
+            t = probe(trial)
+            if t is not None and not any(t):
+                hi = mid
+            else:
+                lo = mid
+        spatial[a] = hi
+    return (c, *spatial)
+
+
+def gradient_rf_auto(model: nn.Module, input_shape: Sequence[int], module_name: Optional[str] = None,
+                     output_key=None, **kw) -> Tuple[int, ...]:
+    """:func:`gradient_rf` at :func:`smallest_unclipped_shape` (grown from ``input_shape``)."""
+    shape = smallest_unclipped_shape(model, input_shape, module_name, output_key,
+                                     channel=kw.get("channel"), **{k: v for k, v in kw.items()
+                                                                   if k in ("max_size", "multiple", "seed")})
+    return gradient_rf(model, shape, module_name, output_key, channel=kw.get("channel"),
+                       seed=kw.get("seed", 0))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import doctest
+
+    doctest.testmod(verbose=False)
+    print("doctests ok")
