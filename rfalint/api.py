@@ -11,13 +11,14 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch.nn as nn
 
 from rfalint.analysis import Analysis, analyze_graph
+from rfalint.analysis.cost import Cost, measure
 from rfalint.capture import capture
 from rfalint.rules import Finding, Severity, run_rules
 
@@ -32,6 +33,9 @@ class CheckResult:
     analysis: Analysis
     findings: list[Finding]
     source: Path | None = None
+    # The checked module itself: reports map layer names back to source lines with it.
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
+    cost: Cost | None = None  # params and MACs per node; None when check ran with cost=False
 
     def failed(self, fail_on: str = "error") -> bool:
         if fail_on == "never":
@@ -48,8 +52,10 @@ def analyze(model: nn.Module, input_shape: tuple[int, ...], name: str = "model")
 def check(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
           select: Iterable[str] = ("RFA",), ignore: Iterable[str] = (),
           per_layer_ignores: Mapping[str, Iterable[str]] | None = None,
-          source: Path | None = None) -> CheckResult:
-    """Analyse ``model`` and run the rules on it."""
+          source: Path | None = None, cost: bool = True) -> CheckResult:
+    """Analyse ``model``, run the rules on it and, unless ``cost=False``, count its
+    parameters and MACs per layer (see :mod:`rfalint.analysis.cost`)."""
     analysis = analyze(model, input_shape, name=name)
     findings = run_rules(analysis, select, ignore, per_layer_ignores)
-    return CheckResult(name, analysis, findings, source)
+    counted = measure(model, analysis.graph) if cost else None
+    return CheckResult(name, analysis, findings, source, model, counted)

@@ -7,6 +7,7 @@ model errors (one line on stderr; ``--debug`` shows the traceback).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -14,11 +15,18 @@ from rich.console import Console
 from rich.table import Table
 
 import rfalint
-from rfalint import api
+from rfalint import saturation
+from rfalint.baseline import apply_baseline, load_baseline
+from rfalint.baseline import write_baseline as save_baseline
+from rfalint.config import check_models, load_settings
 from rfalint.errors import RfalintError, UsageError
+from rfalint.fileio import refuse_inputs, write_atomic
 from rfalint.load import input_shape, load_model, parse_args, parse_resolution
-from rfalint.report import render_text, to_json
+from rfalint.report import (render_text, statistics_json, statistics_text, to_github, to_json,
+                            to_json_all, to_sarif)
 from rfalint.rules import RULES, get_rule
+from rfalint.visual import FORMATS as DIAGRAMS
+from rfalint.visual import check_plot_path, save_rf_plot
 
 app = typer.Typer(
     add_completion=False,
@@ -51,35 +59,186 @@ def load_for_check(target: str, res: Optional[str], in_channels: Optional[int],
     return loaded, input_shape(loaded.model, resolution, in_channels)
 
 
+FORMATS = ("text", "json", "sarif", "github")
+MACHINE_FORMATS = {"sarif": to_sarif, "github": to_github}
+CONFIG = typer.Option(None, "--config", metavar="FILE",
+                      help="pyproject.toml or rfalint.toml to use [default: the nearest one "
+                           "above the current directory].")
+
+
 @app.command()
 def check(
+    model: Optional[str] = typer.Argument(
+        None, help="file.py[:name], pkg.module:name or spec.yaml [default: every model in "
+                   "[[tool.rfalint.models]]]"),
+    res: Optional[str] = RES,
+    in_channels: Optional[int] = IN_CHANNELS,
+    arg: Optional[List[str]] = ARGS,
+    output_format: str = typer.Option("text", "--format", "-f",
+                                      help="text, json, sarif or github."),
+    fail_on: Optional[str] = typer.Option(
+        None, "--fail-on", help="Exit 1 on findings at or above: error, warning, info, never "
+                                "[default: config, else error]."),
+    select: Optional[List[str]] = typer.Option(None, "--select", help="Rule code prefixes to run."),
+    ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="Rule code prefixes to skip."),
+    config: Optional[Path] = CONFIG,
+    show_settings: bool = typer.Option(False, "--show-settings",
+                                       help="Print the effective settings (TOML) and exit."),
+    statistics: bool = typer.Option(False, "--statistics",
+                                    help="Count findings per rule instead of listing them."),
+    write_baseline: Optional[Path] = typer.Option(
+        None, "--write-baseline", metavar="FILE",
+        help="Accept the current findings: write their fingerprints to FILE and exit 0."),
+    baseline: Optional[Path] = typer.Option(
+        None, "--baseline", metavar="FILE", help="Report and fail only on findings not in FILE."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", metavar="FILE",
+        help="Draw r_min/r_max per layer against the input (.png, .svg, .pdf; rfalint[plot])."),
+    all_nodes: bool = typer.Option(False, "--all-nodes",
+                                   help="Show every node, also activations and norms."),
+    no_cost: bool = typer.Option(False, "--no-cost",
+                                 help="Skip counting params and MACs (no fvcore forward)."),
+    debug: bool = DEBUG,
+) -> None:
+    """Report per-layer receptive fields, the border layer, the tail and rule findings.
+
+    Without MODEL, lint every model configured in [[tool.rfalint.models]].
+    """
+    _debug["on"] = debug
+    if output_format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    settings = load_settings(config).override(model=model, res=res, args=arg, select=select,
+                                              ignore=ignore, fail_on=fail_on)
+    if show_settings:
+        sys.stdout.write(settings.to_toml())
+        raise typer.Exit(0)
+    if statistics and output_format not in ("text", "json"):
+        raise UsageError("--statistics works with --format text or json")
+    if write_baseline is not None and baseline is not None:
+        raise UsageError("use either --write-baseline or --baseline, not both")
+    accepted = load_baseline(baseline) if baseline is not None else None
+    if plot is not None:
+        if len(settings.models) > 1:
+            raise UsageError("--plot draws one model: give MODEL, or configure a single model")
+        check_plot_path(plot)
+    results = check_models(settings, in_channels, cost=not no_cost)
+    inputs = [settings.path, baseline, *(r.source for r in results)]
+    if write_baseline is not None:
+        refuse_inputs(write_baseline, inputs, "--write-baseline")
+        count = save_baseline(write_baseline, results)
+        print(f"rfalint: wrote {count} finding fingerprints to {write_baseline}", file=sys.stderr)
+        raise typer.Exit(0)
+    suppressed = 0
+    if accepted is not None:
+        results, suppressed = apply_baseline(results, accepted)
+    if plot is not None:
+        refuse_inputs(plot, inputs, "--plot")
+        save_rf_plot(results[0].analysis, results[0].target, plot)
+    if statistics:
+        sys.stdout.write((statistics_json if output_format == "json" else statistics_text)(results))
+    elif output_format == "json":
+        sys.stdout.write(to_json(results[0]) if model is not None else to_json_all(results))
+    elif output_format in MACHINE_FORMATS:
+        sys.stdout.write(MACHINE_FORMATS[output_format](results))
+    else:
+        console = _console()
+        for i, result in enumerate(results):
+            if i:
+                console.print()
+            render_text(result, console, all_nodes=all_nodes)
+    if suppressed:
+        print(f"rfalint: {suppressed} findings accepted by the baseline {baseline} are not shown",
+              file=sys.stderr)
+    raise typer.Exit(1 if any(r.failed(settings.fail_on) for r in results) else 0)
+
+
+@app.command("graph")
+def graph_command(
     model: str = typer.Argument(..., help="file.py[:name], pkg.module:name or spec.yaml"),
     res: Optional[str] = RES,
     in_channels: Optional[int] = IN_CHANNELS,
     arg: Optional[List[str]] = ARGS,
-    output_format: str = typer.Option("text", "--format", "-f", help="text or json."),
-    fail_on: str = typer.Option("error", "--fail-on",
-                                help="Exit 1 on findings at or above: error, warning, info, never."),
-    select: Optional[List[str]] = typer.Option(None, "--select", help="Rule code prefixes to run."),
-    ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="Rule code prefixes to skip."),
+    output_format: str = typer.Option("dot", "--format", "-f", help="dot or mermaid."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE",
+                                          help="Write to FILE instead of standard output."),
     all_nodes: bool = typer.Option(False, "--all-nodes",
-                                   help="Show every node, also activations and norms."),
+                                   help="Show activations, norms and reshapes as nodes too."),
+    config: Optional[Path] = CONFIG,
     debug: bool = DEBUG,
 ) -> None:
-    """Report per-layer receptive fields, the border layer, the tail and rule findings."""
+    """Write the layer graph as Graphviz DOT or Mermaid text, coloured by layer status.
+
+    Red: unproductive tail, orange: critical, grey: head. No Graphviz binary is needed.
+    """
     _debug["on"] = debug
-    if fail_on not in api.FAIL_LEVELS:
-        raise UsageError(f"--fail-on must be one of {', '.join(api.FAIL_LEVELS)}, got {fail_on!r}")
+    if output_format not in DIAGRAMS:
+        raise UsageError(f"--format must be one of {', '.join(DIAGRAMS)}, got {output_format!r}")
+    settings = load_settings(config).override(model=model, res=res, args=arg)
+    [result] = check_models(settings, in_channels)
+    text = DIAGRAMS[output_format](result.analysis, all_nodes=all_nodes)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        refuse_inputs(output, [settings.path, result.source], "--output")
+        write_atomic(output, text)
+
+
+def _floats(option: str, text: Optional[str]) -> Optional[List[float]]:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{option} expects comma-separated numbers, got {text!r}") from None
+
+
+@app.command("saturation")
+def saturation_command(
+    model: str = typer.Argument(..., help="file.py[:name], pkg.module:name or spec.yaml"),
+    data: str = typer.Option(..., "--data", "-d",
+                             help="Image folder, .npy/.npz/.pt file (file.npz:KEY picks an "
+                                  "array) or 'random' (smoke test only)."),
+    res: Optional[str] = RES,
+    in_channels: Optional[int] = IN_CHANNELS,
+    arg: Optional[List[str]] = ARGS,
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", metavar="FILE",
+                                           help="Trained state dict (torch.save)."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Samples per forward pass."),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", "-n",
+                                              help="Use at most this many samples."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    delta: str = typer.Option("0.99", "--delta",
+                              help="Share of the variance the top-k directions must explain."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Image folders: per-channel mean "
+                                       "to subtract after scaling to [0, 1], e.g. "
+                                       "0.485,0.456,0.406."),
+    std: Optional[str] = typer.Option(None, "--std", help="Image folders: per-channel std."),
+    output_format: str = typer.Option("text", "--format", "-f", help="text or json."),
+    debug: bool = DEBUG,
+) -> None:
+    """Measure layer saturation on data: saturation tail vs RF tail, and width advice."""
+    _debug["on"] = debug
     if output_format not in ("text", "json"):
         raise UsageError(f"--format must be text or json, got {output_format!r}")
+    try:
+        delta_value = float(delta)
+    except ValueError:
+        raise UsageError(f"--delta must be a number in (0, 1], got {delta!r}") from None
+    if not 0 < delta_value <= 1:
+        raise UsageError(f"--delta must be in (0, 1], got {delta}")
     loaded, shape = load_for_check(model, res, in_channels, arg)
-    result = api.check(loaded.model, shape, name=model, select=select or ("RFA",),
-                       ignore=ignore or (), source=loaded.source)
+    source = saturation.open_source(data, shape, max_samples, _floats("--mean", mean),
+                                    _floats("--std", std))
+    result = saturation.run_saturation(
+        loaded.model, shape, source, name=model, delta=delta_value, batch_size=batch_size,
+        device=device, weights=weights, progress=output_format == "text" and sys.stderr.isatty(),
+        command_for=lambda f: saturation.fix_command(model, res, f, in_channels, arg or ()))
+    if result is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     if output_format == "json":
-        sys.stdout.write(to_json(result))
+        sys.stdout.write(saturation.to_json(result))
     else:
-        render_text(result, _console(), all_nodes=all_nodes)
-    raise typer.Exit(1 if result.failed(fail_on) else 0)
+        saturation.render_text(result, _console())
 
 
 @app.command("rules")

@@ -143,6 +143,7 @@ class Graph:
     outputs: list[int]
     model_name: str = "model"
     capture_mode: str = "fake"  # "fake" (no real compute) or "real" (data-dependent forward)
+    head_error: str = ""  # set when the head failed at this resolution; outputs then end before it
 
     @property
     def spatial_dims(self) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 import torch.nn as nn
 import yaml
 
+from rfalint.capture.tracer import accepts_input
 from rfalint.errors import LoadError, UsageError
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -68,16 +69,21 @@ _DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.ConvTranspose1d: 1,
 
 def input_shape(model: nn.Module, res: tuple[int, ...], in_channels: int | None) -> tuple[int, ...]:
     """(C, *spatial). A single size is repeated over the model's spatial dims, which are
-    read from its first conv/pool/norm layer; the channels default to that conv's input."""
-    first_conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
-    if in_channels is None:
-        in_channels = first_conv.in_channels if first_conv is not None else 3
-    if in_channels <= 0:
+    read from its first conv/pool/norm layer. Without ``in_channels``, the first conv's
+    input channels are tried, then 3 (a functional first conv has no module to read)."""
+    if in_channels is not None and in_channels <= 0:
         raise UsageError(f"--in-channels must be positive, got {in_channels}")
     if len(res) == 1:
         dims = next((d for m in model.modules() for t, d in _DIMS.items() if type(m) is t), 2)
         res = res * dims
-    return (in_channels, *res)
+    if in_channels is not None:
+        return (in_channels, *res)
+    first_conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    guesses = [first_conv.in_channels] if first_conv is not None else []
+    for channels in dict.fromkeys(guesses + [3]):
+        if accepts_input(model, (channels, *res)):
+            return (channels, *res)
+    return (guesses[0] if guesses else 3, *res)  # the capture will report the real error
 
 
 def load_model(target: str, kwargs: dict[str, Any] | None = None) -> LoadedModel:

@@ -145,8 +145,8 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 def _avg_like(x, nd, k, s, p, d, ceil_mode):
     if all(dd == 1 for dd in d):
         return _AVG[nd](x, k, s, p, ceil_mode=ceil_mode)
-    # dilated window: depthwise convolution with a constant kernel, explicit -inf-free
-    # zero padding (only the support matters, not the exact average).
+    # dilated window: depthwise convolution with a constant kernel and zero padding
+    # (only the support matters, not the exact average).
     if ceil_mode:
         raise NotImplementedError("dilated max-pool with ceil_mode is not supported")
     c = x.shape[1]
@@ -304,13 +304,16 @@ def _make_input(input_shape, seed):
 
 def gradient_support_many(model: nn.Module, input_shape: Sequence[int],
                           module_names: Sequence[str], *, channel: Optional[int] = None,
-                          prepared: bool = False, seed: int = 0) -> dict:
+                          io: str = "output", prepared: bool = False, seed: int = 0) -> dict:
     """Supports of the centre unit of several sub-modules from ONE forward pass.
 
-    The forward pass stops after the last hooked module has produced its output; each
-    support then costs one backward pass from that module.  (Modules called more than
-    once: the first call counts.)
+    ``io="output"`` takes each module's output, ``io="input"`` its (first) input, i.e.
+    ``r_{l-1}`` for the border rule.  The forward pass stops as soon as every hooked
+    module has been reached; each support then costs one backward pass from that
+    module.  Modules called more than once: the first call counts.
     """
+    if io not in ("output", "input"):
+        raise ValueError("io must be 'output' or 'input'")
     m = model if prepared else prepare_model(model, seed)
     mods = dict(m.named_modules())
     missing = [n for n in module_names if n not in mods]
@@ -321,16 +324,19 @@ def gradient_support_many(model: nn.Module, input_shape: Sequence[int],
     handles = []
 
     def make_hook(name):
-        def hook(_mod, _inp, out):
+        def hook(_mod, inp, out=None):
             if name not in captured:
-                t = _first_tensor(out)
+                t = _first_tensor(out if io == "output" else inp)
                 captured[name] = t.clone()  # later in-place ops must not touch it
             if wanted.issubset(captured):
                 raise _Stop
         return hook
 
     for n in module_names:
-        handles.append(mods[n].register_forward_hook(make_hook(n)))
+        if io == "output":
+            handles.append(mods[n].register_forward_hook(make_hook(n)))
+        else:
+            handles.append(mods[n].register_forward_pre_hook(make_hook(n)))
     x = _make_input(tuple(input_shape), seed)
     try:
         with _functional_maxpool_as_avg():
@@ -351,14 +357,15 @@ def gradient_support_many(model: nn.Module, input_shape: Sequence[int],
 
 
 def gradient_support(model: nn.Module, input_shape: Sequence[int], module_name: Optional[str] = None,
-                     output_key=None, *, channel: Optional[int] = None, prepared: bool = False,
-                     seed: int = 0) -> Support:
+                     output_key=None, *, channel: Optional[int] = None, io: str = "output",
+                     prepared: bool = False, seed: int = 0) -> Support:
     """Gradient support of the centre unit (see module docstring).
 
-    ``input_shape`` is ``(C, *spatial)`` without the batch axis.
+    ``input_shape`` is ``(C, *spatial)`` without the batch axis; ``io`` as in
+    :func:`gradient_support_many` (only with ``module_name``).
     """
     if module_name is not None:
-        return gradient_support_many(model, input_shape, [module_name], channel=channel,
+        return gradient_support_many(model, input_shape, [module_name], channel=channel, io=io,
                                      prepared=prepared, seed=seed)[module_name]
     m = model if prepared else prepare_model(model, seed)
     x = _make_input(tuple(input_shape), seed)
@@ -369,14 +376,14 @@ def gradient_support(model: nn.Module, input_shape: Sequence[int], module_name: 
 
 
 def gradient_rf(model: nn.Module, input_shape: Sequence[int], module_name: Optional[str] = None,
-                output_key=None, *, channel: Optional[int] = None, allow_clipped: bool = False,
-                prepared: bool = False, seed: int = 0) -> Tuple[int, ...]:
+                output_key=None, *, channel: Optional[int] = None, io: str = "output",
+                allow_clipped: bool = False, prepared: bool = False, seed: int = 0) -> Tuple[int, ...]:
     """Extent per spatial axis of the gradient support of the centre output unit.
 
     Raises :class:`ClippedError` if the support touches the input border (the true RF
     may be larger), unless ``allow_clipped``.
     """
-    sup = gradient_support(model, input_shape, module_name, output_key, channel=channel,
+    sup = gradient_support(model, input_shape, module_name, output_key, channel=channel, io=io,
                            prepared=prepared, seed=seed)
     if sup.clipped and not allow_clipped:
         raise ClippedError(f"support {sup} touches the border of input {tuple(input_shape)}; "
@@ -392,9 +399,11 @@ def smallest_unclipped_shape(model: nn.Module, input_shape: Sequence[int],
 
     Starts from ``input_shape`` = ``(C, *spatial)``; every axis whose support touches the
     border (or on which the model cannot run) grows by x1.5, until none does; then each
-    axis is bisected down to the smallest passing size (the support extent is
-    monotone in the input size once unclipped).  ``multiple`` rounds sizes up (e.g. 8 for
-    a U-Net).  Returns the shape ``(C, *spatial)``.
+    axis is bisected between the last failing and the first passing size.  Whether the
+    border is touched is only roughly monotone in the size (stride alignment can make a
+    size pass while a slightly larger one fails), so the result is the smallest size the
+    bisection finds, not a proven minimum; it is always a passing size.  ``multiple``
+    rounds sizes up (e.g. 8 for a U-Net).  Returns the shape ``(C, *spatial)``.
     """
     m = prepare_model(model, seed)
     c, spatial = int(input_shape[0]), [max(1, int(s)) for s in input_shape[1:]]
@@ -441,13 +450,17 @@ def smallest_unclipped_shape(model: nn.Module, input_shape: Sequence[int],
 
 
 def gradient_rf_auto(model: nn.Module, input_shape: Sequence[int], module_name: Optional[str] = None,
-                     output_key=None, **kw) -> Tuple[int, ...]:
-    """:func:`gradient_rf` at :func:`smallest_unclipped_shape` (grown from ``input_shape``)."""
-    shape = smallest_unclipped_shape(model, input_shape, module_name, output_key,
-                                     channel=kw.get("channel"), **{k: v for k, v in kw.items()
-                                                                   if k in ("max_size", "multiple", "seed")})
-    return gradient_rf(model, shape, module_name, output_key, channel=kw.get("channel"),
-                       seed=kw.get("seed", 0))
+                     output_key=None, *, channel: Optional[int] = None, max_size: int = 4096,
+                     multiple: int = 1, seed: int = 0) -> Tuple[int, ...]:
+    """:func:`gradient_rf` at :func:`smallest_unclipped_shape` (grown from ``input_shape``).
+
+    >>> import torch.nn as nn
+    >>> gradient_rf_auto(nn.Sequential(nn.Conv1d(1, 2, 5), nn.Conv1d(2, 2, 5)), (1, 4))
+    (9,)
+    """
+    shape = smallest_unclipped_shape(model, input_shape, module_name, output_key, channel=channel,
+                                     max_size=max_size, multiple=multiple, seed=seed)
+    return gradient_rf(model, shape, module_name, output_key, channel=channel, seed=seed)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -616,6 +616,25 @@ MODULE_OPS: dict[type, tuple[str, Callable[[nn.Module], dict[str, Any]]]] = {
 }
 
 
+# Module types that stand for one functional op: rfalint.spec wraps ``add``, ``cat``,
+# ``max_pool2d``... in modules so that every spec layer has a name. They are leaves like the
+# layers above, and the graph shows them as the op itself, as for the original call.
+OP_MODULES: set[type] = set()
+
+
+def register_op_module(cls: type, op: str,
+                       read_args: Callable[[nn.Module], dict[str, Any]]) -> None:
+    MODULE_OPS[cls] = (op, read_args)
+    OP_MODULES.add(cls)
+
+
+def display_type(module: nn.Module) -> str:
+    """``Node.op`` of a leaf module call: its class name, or the op an op module stands for."""
+    if type(module) in OP_MODULES:
+        return MODULE_OPS[type(module)][0]
+    return type(module).__name__
+
+
 def module_call(module: nn.Module) -> tuple[str, dict[str, Any]] | None:
     """The functional form of a leaf module, or None if rfalint descends into it."""
     entry = MODULE_OPS.get(type(module))

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any
 
@@ -59,10 +60,18 @@ class _Recorder(TorchFunctionMode):
     def current_scope(self) -> str:
         return self.scope[-1] if self.scope else ""
 
-    def _unique(self, name: str) -> str:
-        self.used_names[name] += 1
+    def _unique(self, name: str, is_module: bool) -> str:
+        """A module called again gets ``name@2``; a repeated functional op ``add_1`` (as fx)."""
         count = self.used_names[name]
-        return name if count == 1 else f"{name}@{count}"
+        self.used_names[name] += 1
+        if count == 0:
+            return name
+        unique = f"{name}@{count + 1}" if is_module else f"{name}_{count}"
+        while unique in self.used_names:
+            count += 1
+            unique = f"{name}@{count + 1}" if is_module else f"{name}_{count}"
+        self.used_names[unique] += 1
+        return unique
 
     def _tensor_inputs(self, tree: Any) -> list[torch.Tensor]:
         leaves, _ = tree_flatten(tree)
@@ -101,7 +110,7 @@ class _Recorder(TorchFunctionMode):
         sources = [self.producer[id(t)] for t in inputs]
         node = Node(
             id=-1,
-            name=self._unique(name),
+            name=self._unique(name, module is not None),
             op=type_name,
             kind=effect.kind,
             inputs=[s[0] for s in sources],
@@ -139,14 +148,30 @@ class _Recorder(TorchFunctionMode):
         if not inputs:
             return
         op, margs = ops.module_call(module)
-        self._record(op, type(module).__name__, name or type(module).__name__.lower(),
+        self._record(op, ops.display_type(module), name or type(module).__name__.lower(),
                      inputs, margs, output, module)
+
+    def _mark_head_failure(self, exc: Exception, args: tuple, kwargs: dict) -> None:
+        """Remember the failing op's inputs when they are all past the readout.
+
+        A classifier built for one resolution (flatten + Linear(512 * 7 * 7)) fails at
+        another, but the feature extractor before it was fully captured and can be analysed.
+        """
+        if hasattr(exc, "rfalint_head_inputs") or _needs_real_data(exc):
+            return
+        inputs = self.leaf_inputs[-1] if self.leaf_depth else self._tensor_inputs((args, kwargs))
+        if inputs and all(self.nodes[self.producer[id(t)][0]].layout is None for t in inputs):
+            exc.rfalint_head_inputs = inputs  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ functional ops
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        result = func(*args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except Exception as exc:
+            self._mark_head_failure(exc, args, kwargs)
+            raise
         if self.leaf_depth:
             return result
         raw = getattr(func, "__name__", "")
@@ -188,7 +213,29 @@ def _dummy_input(shape: tuple[int, ...], fake_mode) -> torch.Tensor:
         return torch.empty((1, *shape))
 
 
-def _run(model: nn.Module, input_shape: tuple[int, ...], fake: bool) -> tuple[_Recorder, Any]:
+def accepts_input(model: nn.Module, input_shape: tuple[int, ...]) -> bool:
+    """Whether a forward on fake tensors of this shape gets past the first layers.
+
+    Only shape errors count as a refusal; a forward that fails for other reasons (for
+    example by reading tensor values) is left for the real capture to report.
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    x = _dummy_input(input_shape, fake_mode)
+    try:
+        with torch.no_grad(), fake_mode:
+            model.eval()(x)
+    except RuntimeError as exc:
+        return "channels" not in str(exc) and "size mismatch" not in str(exc)
+    except Exception:
+        return True
+    return True
+
+
+def _run(model: nn.Module, input_shape: tuple[int, ...], fake: bool
+         ) -> tuple[_Recorder, Any, str]:
+    """Returns the recorder, the forward's output and, when only the head failed, why."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else None
@@ -202,36 +249,81 @@ def _run(model: nn.Module, input_shape: tuple[int, ...], fake: bool) -> tuple[_R
                     out = model(x)
             else:
                 out = model(x)
-    except BaseException as exc:
-        exc.rfalint_scope = recorder.current_scope()  # type: ignore[attr-defined]
+    except Exception as exc:
+        scope = recorder.current_scope()
+        head_inputs = getattr(exc, "rfalint_head_inputs", None)
+        if head_inputs is not None:
+            return recorder, head_inputs, f"'{scope}': {_first_line(exc)}"
+        exc.rfalint_scope = scope  # type: ignore[attr-defined]
         raise
     finally:
         recorder.remove_hooks()
-    return recorder, out
+    return recorder, out, ""
+
+
+def _needs_real_data(exc: Exception) -> bool:
+    """Fake tensors have shapes but no values: only failures about values warrant a real run.
+    Shape errors would fail the same way on real data, so they are reported at once."""
+    from torch._subclasses import fake_tensor
+
+    fake_only = (fake_tensor.DataDependentOutputException, fake_tensor.DynamicOutputShapeException,
+                 fake_tensor.UnsupportedOperatorException)
+    if isinstance(exc, fake_only):
+        return True
+    text = str(exc).lower()
+    return any(hint in text for hint in ("data-dependent", "data dependent", "fake", "meta tensor",
+                                         "data pointer", "cannot access storage", "item()"))
 
 
 def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model") -> Graph:
     """Run ``model`` once on a dummy input of ``(C, *spatial)`` and return its graph."""
     model.eval()
     mode = "fake"
+    fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = fake_log.level
+    fake_log.setLevel(logging.CRITICAL)  # fake-tensor failures are handled below, not logged
     try:
-        recorder, out = _run(model, input_shape, fake=True)
-    except Exception:
+        recorder, out, head_error = _run(model, input_shape, fake=True)
+    except Exception as exc:
+        if not _needs_real_data(exc):
+            raise ModelError(_explain_failure(exc, input_shape)) from exc
         mode = "real"
         try:
-            recorder, out = _run(model, input_shape, fake=False)
+            recorder, out, head_error = _run(model, input_shape, fake=False)
         except Exception as exc:
             raise ModelError(_explain_failure(exc, input_shape)) from exc
+    finally:
+        fake_log.setLevel(level)
     outputs = sorted({recorder.producer[id(t)][0] for t in tree_flatten(out)[0]
                       if isinstance(t, torch.Tensor) and id(t) in recorder.producer})
     if not outputs:
         raise ModelError("the model's forward returned no tensor computed from its input")
-    return Graph(recorder.nodes, tuple(input_shape), outputs, model_name=name, capture_mode=mode)
+    nodes, outputs = _live(recorder.nodes, outputs)
+    return Graph(nodes, tuple(input_shape), outputs, model_name=name, capture_mode=mode,
+                 head_error=head_error)
+
+
+def _live(nodes: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]:
+    """Drop nodes no output depends on (shape checks, control-flow tests, debug prints)
+    and renumber the rest so ids stay equal to positions."""
+    keep = {0, *outputs}
+    for node in reversed(nodes):
+        if node.id in keep:
+            keep.update(node.inputs)
+    new_id = {}
+    live = []
+    for node in nodes:
+        if node.id in keep:
+            new_id[node.id] = len(live)
+            node.id = len(live)
+            node.inputs = [new_id[i] for i in node.inputs]
+            live.append(node)
+    return live, [new_id[o] for o in outputs]
 
 
 def _explain_failure(exc: Exception, input_shape: tuple[int, ...]) -> str:
     scope = getattr(exc, "rfalint_scope", "") or "the top-level forward"
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first_line = _first_line(exc)
     res = "x".join(str(s) for s in input_shape[1:])
     lowered = first_line.lower()
     if "kernel size can't be greater" in lowered or "output size is too small" in lowered \
@@ -239,3 +331,7 @@ def _explain_failure(exc: Exception, input_shape: tuple[int, ...]) -> str:
         return (f"resolution {res} is too small for this model: the feature map collapses at "
                 f"'{scope}' ({first_line})")
     return f"the model's forward raised {type(exc).__name__} at '{scope}': {first_line}"
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

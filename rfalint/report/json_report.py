@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rfalint.analysis.cost import regions
 from rfalint.api import CheckResult
-from rfalint.graph import Window
+from rfalint.graph import Kind, Window
 
 SCHEMA_VERSION = 1
 
@@ -31,6 +32,8 @@ def layer_dict(result: CheckResult, node_id: int) -> dict[str, Any]:
         "r_max": list(rf.r_max) if rf else None,
         "jump": [_fraction(j) for j in rf.jump] if rf else None,
         "status": analysis.border.status[node_id],
+        "params": result.cost.params[node_id] if result.cost else None,
+        "macs": result.cost.macs[node_id] if result.cost else None,
     }
     if isinstance(node.geometry, Window):
         entry["kernel"] = list(node.geometry.kernel)
@@ -71,9 +74,44 @@ def to_dict(result: CheckResult) -> dict[str, Any]:
             "rf_max_final": list(final.r_max),
             "rf_min_final": list(final.r_min),
             "capture": graph.capture_mode,
+            **cost_summary(result),
         },
+    }
+
+
+def cost_summary(result: CheckResult) -> dict[str, Any]:
+    """Totals (MACs: 1 fused multiply-add = 1; FLOPs = 2 x MACs) and tail/critical shares;
+    every key is null when the check ran without the cost model."""
+    cost = result.cost
+    keys = ("params", "macs", "flops", "cost_counter", "cost_fallback", "skipped_ops",
+            "params_unattributed", "macs_unattributed", "tail_cost", "critical_cost")
+    if cost is None:
+        return dict.fromkeys(keys)
+    graph = result.analysis.graph
+    shares = {}
+    for region, ids in regions(result.analysis.border).items():
+        share = cost.share(ids)
+        shares[f"{region}_cost"] = {
+            "nodes": len(ids),
+            "conv_layers": sum(1 for i in ids if graph[i].kind is Kind.CONV),
+            "params": share.params, "macs": share.macs,
+            "params_share": share.params_fraction, "macs_share": share.macs_fraction,
+        }
+    return {
+        "params": cost.params_total, "macs": cost.macs_total, "flops": cost.flops_total,
+        "cost_counter": cost.counter, "cost_fallback": cost.fallback_reason,
+        "skipped_ops": dict(sorted(cost.skipped_ops.items())),
+        "params_unattributed": cost.params_unattributed,
+        "macs_unattributed": cost.macs_unattributed,
+        **shares,
     }
 
 
 def to_json(result: CheckResult) -> str:
     return json.dumps(to_dict(result), indent=2) + "\n"
+
+
+def to_json_all(results: list[CheckResult]) -> str:
+    """A config-driven run (no MODEL): one document, models in configuration order."""
+    return json.dumps({"schema_version": SCHEMA_VERSION,
+                       "models": [to_dict(r) for r in results]}, indent=2) + "\n"

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from rfalint.analysis.cost import FVCORE, regions
 from rfalint.api import CheckResult
 from rfalint.graph import Kind, Window
 from rfalint.rules import fmt_axes
@@ -43,6 +44,7 @@ def render_text(result: CheckResult, console: Console, all_nodes: bool = False) 
                   title_justify="left", header_style="bold")
     for column, justify in (("layer", "left"), ("type", "left"), ("kernel/stride", "left"),
                             ("output", "right"), ("r_min", "right"), ("r_max", "right"),
+                            *((("params", "right"), ("MACs (M)", "right")) if result.cost else ()),
                             ("status", "left")):
         table.add_column(column, justify=justify)
     seq = {layer.node: layer.index for layer in border.sequence}
@@ -56,11 +58,12 @@ def render_text(result: CheckResult, console: Console, all_nodes: bool = False) 
         if border.b_min and node.id == border.b_min.node:
             label += "  << b_min"
         size = node.spatial_out
+        cost = _cost_cells(result, node.id)
         table.add_row(
             label, node.op, _geometry(node),
             fmt_axes(size) if size else "x".join(map(str, node.out_shape[1:])),
             fmt_axes(rf.r_min) if rf else "", fmt_axes(rf.r_max) if rf else "",
-            Text(status, style=STATUS_STYLE[status]))
+            *cost, Text(status, style=STATUS_STYLE[status]))
     console.print(table)
     _summary(result, console)
     _findings(result, console)
@@ -88,7 +91,57 @@ def _summary(result: CheckResult, console: Console) -> None:
                  f"r_max {fmt_axes(final.r_max)} vs input {res} px")
     if graph.capture_mode == "real":
         lines.append("capture: the forward reads tensor values; ran on a real dummy input")
+    if result.cost:
+        lines += _cost_lines(result)
     console.print("\n".join(lines))
+
+
+def _cost_cells(result: CheckResult, node_id: int) -> tuple[str, ...]:
+    """Params as a count, MACs in millions; blank where the node costs nothing."""
+    if result.cost is None:
+        return ()
+    params, macs = result.cost.params[node_id], result.cost.macs[node_id]
+    mega = "" if not macs else "<0.01" if macs < 5_000 else f"{macs / 1e6:.2f}"
+    return (f"{params:,}" if params else "", mega)
+
+
+def _si(value: int, unit: str) -> str:
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if value >= scale:
+            return f"{value / scale:.2f} {prefix} {unit}"
+    return f"{value} {unit}"
+
+
+def _cost_lines(result: CheckResult) -> list[str]:
+    cost, graph = result.cost, result.analysis.graph
+    counter = "fvcore" if cost.counter == FVCORE else "rfalint's graph counter"
+    lines = [f"cost ({counter}): {cost.params_total:,} params, {_si(cost.macs_total, 'MACs')} "
+             f"= {_si(cost.flops_total, 'FLOPs')} (1 MAC = 1 multiply-add, FLOPs = 2 x MACs; "
+             "adds, pools, norms, activations: 0)"]
+    if cost.fallback_reason:
+        lines.append(f"cost: {cost.fallback_reason}; counted on rfalint's graph instead")
+    loose = [text for value, text in (
+        (cost.params_unattributed, f"{cost.params_unattributed:,} params"),
+        (cost.macs_unattributed, _si(cost.macs_unattributed, "MACs"))) if value]
+    if loose:
+        lines.append(f"cost: {' and '.join(loose)} belong to no layer of the graph "
+                     "(counted in the totals)")
+    for region, ids in regions(result.analysis.border).items():
+        if not ids:
+            continue
+        convs = [i for i in ids if graph[i].kind is Kind.CONV]
+        off_path = len(set(convs) - set(result.analysis.border.main_path))
+        share = cost.share(ids)
+        who = "the tail" if region == "tail" else "the critical nodes"
+        verb = "holds" if region == "tail" else "hold"
+        lines.append(f"{who} ({len(convs)} conv layer{'' if len(convs) == 1 else 's'}"
+                     f"{f', {off_path} off the main path' if off_path else ''}) {verb} "
+                     f"{share.params_fraction:.1%} of params and {share.macs_fraction:.1%} of MACs")
+    if cost.skipped_ops:
+        who = "fvcore" if cost.counter == FVCORE else "the graph counter"
+        ops = ", ".join(f"{op} x{n}" for op, n in sorted(cost.skipped_ops.items()))
+        lines.append(f"{who} skipped (counted as 0 MACs): {ops}")
+    return lines
 
 
 def _findings(result: CheckResult, console: Console) -> None:

@@ -276,6 +276,37 @@ class DataDependentCapture(Rule):
                                      "dummy input")
 
 
+class _FixedHead(nn.Module):
+    """A classifier sized for 8x8 feature maps, as torchvision's VGG is for 224 px."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2))
+        self.classifier = nn.Linear(4 * 8 * 8, 2)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+class HeadMismatch(Rule):
+    code = "RFA204"
+    name = "head-mismatch"
+    severity = Severity.WARNING
+    summary = "The classifier head does not run at this resolution"
+    explanation = (
+        "Heads that flatten a fixed-size map into a Linear layer only accept one input "
+        "resolution. rfalint captured everything up to the head and analysed the feature "
+        "extractor; the head itself was not run, so its cost is missing.")
+    remedy = "use global average pooling before the classifier, or check at the trained size"
+    valid = [Example(_FixedHead, (3, 16, 16))]
+    invalid = [Example(_FixedHead, (3, 32, 32))]
+
+    def check(self, analysis: Analysis) -> Iterator[Finding]:
+        if analysis.graph.head_error:
+            yield self.finding(None, f"head failed at {_px(analysis)}: "
+                                     f"{analysis.graph.head_error}")
+
+
 RULES: list[Rule] = [UnproductiveLayer(), CriticalLayer(), DegenerateKernel(), UnderCoverage(),
                      ResolutionRange(), IncompleteAnalysis(), GateExcluded(),
-                     DataDependentCapture()]
+                     DataDependentCapture(), HeadMismatch()]

@@ -1,0 +1,67 @@
+"""How much the cost model adds to ``check``.
+
+Prints, per fixture, the best-of-N wall time of ``rfalint.check`` without and with the cost
+model, the ratio, and the cost model's two counters timed alone (fvcore traces a real
+forward; the rfalint-graph counter only reads the captured graph).
+
+    python benchmarks/bench_cost.py [--repeat 5] [--res 32] [--threads N]
+
+Timings depend on the machine and its load: the script prints the torch thread count and
+the load average next to the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+
+import rfalint
+from rfalint.analysis.cost import FVCORE, GRAPH, measure
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ("resnet18", "vgg16", "densenet")
+
+
+def best_of(repeat: int, fn) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs per figure (best is kept)")
+    parser.add_argument("--res", type=int, default=32, help="input side in pixels")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.2f}, best of {args.repeat}, {args.res} px")
+    header = (f"{'fixture':<10} {'check --no-cost':>16} {'check':>10} {'ratio':>6} "
+              f"{'fvcore alone':>13} {'graph alone':>12} {'GMACs':>8}")
+    print(header)
+    print("-" * len(header))
+    shape = (3, args.res, args.res)
+    for name in FIXTURES:
+        model = rfalint.load_model(str(ROOT / "fixtures" / f"{name}.py")).model
+        rfalint.check(model, shape, cost=True)  # warm-up: imports, allocator, jit
+        plain = best_of(args.repeat, lambda: rfalint.check(model, shape, cost=False))
+        full = best_of(args.repeat, lambda: rfalint.check(model, shape, cost=True))
+        graph = rfalint.analyze(model, shape).graph
+        fv = best_of(args.repeat, lambda: measure(model, graph, counter=FVCORE))
+        own = best_of(args.repeat, lambda: measure(model, graph, counter=GRAPH))
+        macs = measure(model, graph).macs_total
+        print(f"{name:<10} {plain * 1e3:>13.0f} ms {full * 1e3:>7.0f} ms {full / plain:>5.2f}x "
+              f"{fv * 1e3:>10.0f} ms {own * 1e3:>9.1f} ms {macs / 1e9:>8.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""Saturation from data (SCIENCE.md §4): stream layer outputs, measure how much of each
+layer's feature space the data uses, find the saturation tail and advise on the width.
+
+Pipeline: ``data`` (sources) -> ``stats`` (streaming covariance, eigenvalues) ->
+``advice`` (tail, width) -> ``report``; ``run`` wires them to a model and its graph.
+"""
+
+from rfalint.saturation.advice import fix_command
+from rfalint.saturation.data import Source, open_source
+from rfalint.saturation.report import render_text, to_dict, to_json
+from rfalint.saturation.run import SaturationResult, load_weights, run_saturation
+
+__all__ = ["SaturationResult", "Source", "fix_command", "load_weights", "open_source", "render_text",
+           "run_saturation", "to_dict", "to_json"]

@@ -1,0 +1,308 @@
+"""Orchestration of ``rfalint saturation``: weights -> graph -> stream data -> advice.
+
+The layers measured and their names come from the shared graph (``rfalint.analyze``):
+every conv/linear module in execution order, named as everywhere else in rfalint, and
+next to each its receptive-field status and whether it is in the RF tail.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) each rank streams a contiguous shard of the
+samples and the float64 sums are all-reduced (gloo on CPU, nccl on GPU); the sums are
+exact to add, so N processes give the one-process result up to summation order. Only
+rank 0 gets a result; the others get None.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from rfalint.analysis import Analysis
+from rfalint.api import analyze
+from rfalint.errors import LoadError, ModelError, UsageError
+from rfalint.graph import Kind, Node
+from rfalint.saturation.advice import (Tail, TailComparison, WidthAdvice, compare_tails,
+                                       find_tail, width_advice)
+from rfalint.saturation.data import Source
+from rfalint.saturation.stats import LayerStats, Recorder, feature_dim, layer_stats
+
+DEVICES = ("auto", "cpu", "cuda")
+# Keys under which training scripts commonly nest the state dict in a checkpoint.
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")
+# Prefixes wrappers add to every key: DistributedDataParallel/DataParallel, torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+@dataclass
+class LayerResult:
+    name: str
+    op: str
+    node: int  # graph node id of the module's first call
+    positions: int  # observations one sample contributes (spatial positions, or 1)
+    stats: LayerStats
+    rf_status: str
+    in_rf_tail: bool
+    in_saturation_tail: bool = False
+
+
+@dataclass
+class SaturationResult:
+    target: str
+    input_shape: tuple[int, ...]
+    delta: float
+    device: str
+    world_size: int
+    data_kind: str
+    data_description: str
+    smoke_test: bool
+    samples: int
+    weights: str | None
+    layers: list[LayerResult]
+    s_mu: float | None
+    tail: Tail | None
+    comparison: TailComparison
+    advice: WidthAdvice
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rf_tail(self) -> list[str]:
+        return [layer.name for layer in self.layers if layer.in_rf_tail]
+
+
+def resolve_device(request: str) -> torch.device:
+    if request not in DEVICES:
+        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {request!r}")
+    if request == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available to torch here")
+    if request == "auto":
+        request = "cuda" if torch.cuda.is_available() else "cpu"
+    if request == "cuda" and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return torch.device(request)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a checkpoint with ``weights_only=True``; one line when it does not fit."""
+    file = Path(path)
+    if not file.is_file():
+        raise LoadError(f"--weights {path}: no such file")
+    try:
+        loaded = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickles with custom classes, corrupt files
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise LoadError(f"--weights {path}: cannot load with weights_only=True: "
+                        f"{type(exc).__name__}: {first}") from exc
+    state = _state_dict(loaded, path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    problems = [f"{len(items)} {what} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})"
+                for what, items in (("missing", missing), ("unexpected", unexpected),
+                                    ("with other shapes", shapes)) if items]
+    if problems:
+        raise ModelError(f"--weights {path} do not match the model: {'; '.join(problems)}")
+    model.load_state_dict(state)
+
+
+def _state_dict(loaded, path) -> dict[str, torch.Tensor]:
+    if isinstance(loaded, dict):
+        for key in STATE_DICT_KEYS:
+            if isinstance(loaded.get(key), dict):
+                loaded = loaded[key]
+                break
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise LoadError(f"--weights {path}: expected a state dict (name -> tensor), or one under "
+                        f"{'/'.join(STATE_DICT_KEYS)}; got {type(loaded).__name__}")
+    for prefix in WRAPPER_PREFIXES:
+        if loaded and all(k.startswith(prefix) for k in loaded):
+            loaded = {k[len(prefix):]: v for k, v in loaded.items()}
+    return loaded
+
+
+def measured_layers(analysis: Analysis) -> list[Node]:
+    """First call of every conv/linear module, in execution order."""
+    seen: set[int] = set()
+    nodes = []
+    for node in analysis.graph:
+        if node.module is not None and feature_dim(node.module) is not None \
+                and id(node.module) not in seen:
+            seen.add(id(node.module))
+            nodes.append(node)
+    return nodes
+
+
+def _positions(node: Node, dim: int) -> int:
+    """Observations one sample adds: every output element but the features (batch 1)."""
+    shape = node.out_shape
+    return math.prod(shape[1:]) // shape[dim]
+
+
+class _Distributed:
+    """Process group from torchrun's environment, or a single process."""
+
+    def __init__(self, device: torch.device):
+        self.owned = False
+        if dist.is_available() and not dist.is_initialized() \
+                and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            self.owned = True
+        active = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if active else 0
+        self.world = dist.get_world_size() if active else 1
+
+    def shard(self, size: int) -> tuple[int, int]:
+        """Contiguous slice of ``range(size)`` for this rank (sizes differ by at most 1)."""
+        return size * self.rank // self.world, size * (self.rank + 1) // self.world
+
+    def share_weights(self, model: nn.Module) -> None:
+        """Give every rank rank 0's weights: an untrained model is initialised at random
+        in each process, and the ranks must measure one and the same model."""
+        if self.world > 1:
+            for tensor in model.state_dict().values():
+                dist.broadcast(tensor, 0)
+
+    def sum(self, tensors: list[torch.Tensor]) -> None:
+        if self.world > 1:
+            for t in tensors:
+                dist.all_reduce(t)
+
+    def close(self) -> None:
+        if self.owned:
+            dist.destroy_process_group()
+
+
+def _progress(enabled: bool, total: int):
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeRemainingColumn)
+
+    progress = Progress(TextColumn("saturation"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("batches"), TimeRemainingColumn(),
+                        console=Console(stderr=True), disable=not enabled, transient=True)
+    return progress, progress.add_task("batches", total=total)
+
+
+def stream(model: nn.Module, nodes: list[Node], source: Source, batch_size: int,
+           device: torch.device, ctx: _Distributed, progress: bool = False):
+    """Run this rank's shard through ``model``; return (recorder, samples, unreadable),
+    summed over all ranks."""
+    start, stop = ctx.shard(len(source))
+    starts = range(start, stop, batch_size)
+    bar, task = _progress(progress and ctx.rank == 0, len(starts))
+    seen = 0
+    with Recorder({n.name: n.module for n in nodes}, device) as recorder, bar, \
+            torch.inference_mode():
+        for first in starts:
+            batch = source.load(first, min(first + batch_size, stop))
+            if len(batch):
+                try:
+                    model(batch.to(device, non_blocking=True))
+                except Exception as exc:
+                    line = (str(exc).strip().splitlines() or [""])[0]
+                    raise ModelError(f"the model's forward failed on the data: "
+                                     f"{type(exc).__name__}: {line}") from exc
+                seen += len(batch)
+            bar.advance(task)
+    counts = torch.tensor([seen, len(source.unreadable)], dtype=torch.float64, device=device)
+    ctx.sum([t for acc in recorder.accumulators.values() for t in acc.tensors()] + [counts])
+    return recorder, int(counts[0].item()), int(counts[1].item())
+
+
+def run_saturation(model: nn.Module, input_shape: tuple[int, ...], source: Source, *,
+                   name: str = "model", delta: float = 0.99, batch_size: int = 64,
+                   device: str = "auto", weights: str | Path | None = None,
+                   progress: bool = False,
+                   command_for: Callable[[float], str] | None = None) -> SaturationResult | None:
+    """Measure every conv/linear layer's saturation on ``source``; None on ranks > 0.
+
+    ``command_for(factor)`` renders the ``rfalint fix`` command of the width advice.
+    """
+    if not (0 < delta <= 1):  # also rejects NaN
+        raise UsageError(f"--delta must be in (0, 1], got {delta}")
+    if batch_size <= 0:
+        raise UsageError(f"--batch-size must be positive, got {batch_size}")
+    target = resolve_device(device)
+    if weights is not None:
+        load_weights(model, weights)
+    analysis = analyze(model, tuple(input_shape), name=name)
+    nodes = measured_layers(analysis)
+    if not nodes:
+        raise ModelError(f"{name} has no conv or linear module to measure")
+    model.to(target).eval()
+    ctx = _Distributed(target)
+    try:
+        ctx.share_weights(model)
+        recorder, samples, unreadable = stream(model, nodes, source, batch_size, target, ctx,
+                                               progress)
+    finally:
+        ctx.close()
+    if ctx.rank != 0:
+        return None
+    if samples == 0:
+        raise UsageError(f"--data: none of the {len(source)} samples could be read "
+                         f"({unreadable} unreadable)")
+    return _summarise(analysis, nodes, recorder, source, name, delta, target, ctx.world,
+                      samples, unreadable, weights, command_for)
+
+
+def _summarise(analysis, nodes, recorder, source, name, delta, device, world, samples,
+               unreadable, weights, command_for) -> SaturationResult:
+    border = analysis.border
+    rf_tail = set(border.tail)
+    layers = [LayerResult(n.name, n.op, n.id, _positions(n, feature_dim(n.module)),
+                          layer_stats(recorder.accumulators[n.name], delta),
+                          border.status[n.id], n.id in rf_tail) for n in nodes]
+    defined = [layer for layer in layers if layer.stats.defined]
+    s_mu = sum(layer.stats.saturation for layer in defined) / len(defined) if defined else None
+    # The tail is looked for over the layers with a defined saturation, in forward order.
+    tail = find_tail([layer.stats.saturation for layer in defined])
+    if tail is not None:
+        for i in tail.indices:
+            defined[i].in_saturation_tail = True
+    names = [layer.name for layer in layers]
+    comparison = compare_tails(names, [i for i, l in enumerate(layers) if l.in_saturation_tail],
+                               [i for i, l in enumerate(layers) if l.in_rf_tail])
+    advice = width_advice(s_mu, command_for)
+    result = SaturationResult(
+        name, tuple(analysis.graph.input_shape), delta, str(device), world, source.kind,
+        source.description, source.smoke_test, samples, str(weights) if weights else None,
+        layers, s_mu, tail, comparison, advice, notes=list(source.notes))
+    _warn(result, analysis, unreadable, source)
+    return result
+
+
+def _warn(result: SaturationResult, analysis: Analysis, unreadable: int, source: Source) -> None:
+    w = result.warnings
+    if result.smoke_test:
+        w.append("SMOKE TEST: random inputs; the saturation of random data says nothing about "
+                 "the model or its width")
+    if result.weights is None:
+        w.append("no --weights: this is the untrained model; saturation is meaningful on a "
+                 "trained model (SCIENCE.md §4)")
+    if unreadable:
+        shown = "; ".join(source.unreadable[:3])
+        w.append(f"skipped {unreadable} unreadable image{'s' if unreadable > 1 else ''}"
+                 f"{f' (e.g. {shown})' if shown else ''}")
+    undefined = [layer for layer in result.layers if not layer.stats.defined]
+    if undefined:
+        need = max(math.ceil(layer.stats.channels / layer.positions) for layer in undefined)
+        w.append(f"saturation undefined for {len(undefined)} layer(s) with fewer observations "
+                 f"than channels ({', '.join(layer.name for layer in undefined[:4])}"
+                 f"{', ...' if len(undefined) > 4 else ''}); use at least {need} samples")
+    functional = [n.name for n in analysis.graph if n.kind is Kind.CONV and n.module is None]
+    if functional:
+        w.append(f"{len(functional)} functional convolution(s) not measured (no module to hook): "
+                 f"{', '.join(functional[:4])}")
+    if not result.advice.fits and (result.tail is not None or result.rf_tail):
+        result.notes.append("fix the depth first (the tail), then the width (dissertation §11.3)")

@@ -1,0 +1,25 @@
+"""Size limits that keep a hostile spec from exhausting memory or time.
+
+Each is checked before the work it bounds: the file size before parsing, YAML nodes
+(aliases counted as often as they are used) before the document is walked, the layer
+count while blocks and repeats expand, and parameters on ``meta`` tensors before any real
+weight is allocated. The defaults leave room for every real CNN (ResNet152 has 60 M
+parameters and about 500 layers); pass a :class:`Limits` to change them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 1 << 20  # spec file size
+    max_nodes: int = 200_000  # YAML values after alias expansion
+    max_layers: int = 10_000  # layers after expanding blocks and repeats
+    max_repeat: int = 1_000  # one entry's repeat count
+    max_block_depth: int = 16  # blocks used inside blocks
+    max_params: int = 500_000_000  # parameters of the built model (2 GB in float32)
+
+
+DEFAULT_LIMITS = Limits()

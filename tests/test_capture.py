@@ -1,0 +1,178 @@
+"""Graph capture on PyTorch code as people write it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import rfalint
+from rfalint.capture import capture
+from rfalint.errors import ModelError
+from rfalint.graph import Kind
+
+from conftest import fixture_model
+
+
+def names_ops(graph):
+    return [(n.name, n.op) for n in graph]
+
+
+def test_module_called_twice_and_inplace():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            y += x  # in-place merge must become a node that later uses see
+            return self.conv(y)
+
+    g = capture(Net(), (4, 16, 16))
+    assert names_ops(g)[1:] == [("conv", "Conv2d"), ("add", "add"), ("conv@2", "Conv2d")]
+    add = g.by_name("add")
+    assert add.inputs == [1, 0] and add.kind is Kind.MERGE
+    assert g.by_name("conv@2").inputs == [add.id]
+
+
+def test_tuple_and_dict_outputs_and_identity():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 3)
+            self.skip = nn.Identity()
+
+        def forward(self, x):
+            y = self.a(x)
+            return {"maps": (self.skip(y), y.flatten(1))}
+
+    g = capture(Net(), (3, 16, 16))
+    assert [g[o].name for o in g.outputs] == ["skip", "flatten"]
+    assert g.by_name("skip").kind is Kind.POINTWISE
+    assert g.by_name("flatten").kind is Kind.GLOBAL
+
+
+def test_channels_last_permute_and_linear_as_pointwise():
+    """ConvNeXt style: permute to NHWC, LayerNorm + Linear over channels, permute back."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dw = nn.Conv2d(8, 8, 7, padding=3, groups=8)
+            self.norm = nn.LayerNorm(8)
+            self.pw = nn.Linear(8, 8)
+
+        def forward(self, x):
+            y = self.dw(x).permute(0, 2, 3, 1)
+            y = self.pw(self.norm(y)).permute(0, 3, 1, 2)
+            return x + y
+
+    analysis = rfalint.analyze(Block(), (8, 32, 32))
+    g = analysis.graph
+    assert g.by_name("pw").kind is Kind.CONV
+    assert not [n for n in g if n.kind is Kind.UNKNOWN]
+    assert analysis.rfs[g.by_name("add").id].r_max == (7, 7)
+
+
+def test_unknown_op_is_a_finding_not_a_silent_1x1():
+    class Net(nn.Module):
+        def forward(self, x):
+            return torch.roll(x, 2, dims=-1).mean((2, 3))
+
+    result = rfalint.check(Net(), (3, 8, 8))
+    assert [n.kind for n in result.analysis.graph][1] is Kind.UNKNOWN
+    codes = [f.code for f in result.findings]
+    assert "RFA201" in codes
+    message = next(f.message for f in result.findings if f.code == "RFA201")
+    assert "analysis incomplete: roll" in message
+
+
+def test_se_gate_excluded_from_rf():
+    class SE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc1 = nn.Linear(8, 2)
+            self.fc2 = nn.Linear(2, 8)
+
+        def forward(self, x):
+            x = self.conv(x)
+            s = F.adaptive_avg_pool2d(x, 1).flatten(1)
+            s = torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+            x = x * s.view(-1, 8, 1, 1)
+            return self.conv2(x) if hasattr(self, "conv2") else x.mean((2, 3))
+
+    analysis = rfalint.analyze(SE(), (3, 16, 16))
+    mul = analysis.graph.by_name("mul")
+    assert mul.gates == (1,)
+    assert analysis.rfs[mul.id].r_max == (3, 3)
+    assert analysis.graph.by_name("fc1").id in analysis.border.gates
+
+
+def test_data_dependent_control_flow_falls_back_to_real_tensors():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 3, 3)
+
+        def forward(self, x):
+            while x.shape[-1] > 4 and x.abs().sum() > 0:
+                x = self.a(x)
+            return x
+
+    g = capture(Net(), (3, 16, 16))
+    assert g.capture_mode == "real"
+    assert [n.name for n in g][1:] == ["a", "a@2", "a@3", "a@4", "a@5", "a@6"]
+
+
+def test_fake_capture_allocates_no_activations():
+    # The stem's output alone would take 4096^2 x 64 x 4 bytes = 4 GiB on real tensors.
+    g = capture(fixture_model("resnet18", width=64), (3, 8192, 8192))
+    assert g.capture_mode == "fake"
+    assert g[1].out_shape == (1, 64, 4096, 4096)
+
+
+def test_collapse_names_the_layer():
+    net = nn.Sequential(nn.Conv2d(3, 3, 3, stride=2), nn.Conv2d(3, 3, 3, stride=2), nn.Conv2d(3, 3, 3))
+    with pytest.raises(ModelError, match=r"too small .* collapses at '2'"):
+        capture(net, (3, 8, 8))
+
+
+def test_forward_error_is_reported_with_scope():
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = nn.Sequential(nn.Conv2d(3, 3, 1))
+
+        def forward(self, x):
+            raise ValueError("boom")
+
+    with pytest.raises(ModelError, match="ValueError.*boom"):
+        capture(Broken(), (3, 8, 8))
+
+
+def test_every_fixture_is_understood():
+    """No fixture hits an op rfalint does not know."""
+    import glob
+    import os
+
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "fixtures", "[a-z]*.py"))):
+        name = os.path.basename(path)[:-3]
+        shape = {"audio1d": (1, 4000), "video3d": (3, 8, 32, 32)}.get(name, (3, 64, 64))
+        if name.startswith("vgg"):
+            shape = (3, 32, 32)  # Cifar heads: flatten of a 1x1 map into Linear(512)
+        kwargs = {"width": 8} if name.startswith(("resnet", "mpnet")) else {}
+        analysis = rfalint.analyze(fixture_model(name, **kwargs), shape)
+        unknown = [n.name for n in analysis.graph if n.kind is Kind.UNKNOWN]
+        assert unknown == [], (name, unknown)
+
+
+def test_head_that_does_not_fit_still_analyses_the_features():
+    result = rfalint.check(fixture_model("vgg16"), (3, 64, 64))
+    graph = result.analysis.graph
+    assert "classifier" in graph.head_error
+    assert [graph[o].op for o in graph.outputs] == ["flatten"]
+    assert result.analysis.border.b_min.index == 10  # conv 10's input r 76 > 64
+    assert "RFA204" in [f.code for f in result.findings]
