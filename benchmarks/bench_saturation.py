@@ -43,10 +43,10 @@ def plain(model, source, batch_size, device) -> float:
 def saturation(model, nodes, source, batch_size, device) -> tuple[float, float, list]:
     sync(device)
     start = time.perf_counter()
-    recorder, _, _ = stream(model, nodes, source, batch_size, device, _Distributed(device))
+    moments, _, _ = stream(model, nodes, source, batch_size, device, _Distributed(device))
     sync(device)
     streamed = time.perf_counter() - start
-    stats = [layer_stats(acc, 0.99) for acc in recorder.accumulators.values()]
+    stats = [layer_stats(m, 0.99) for m in moments.values()]
     return streamed, time.perf_counter() - start - streamed, stats
 
 

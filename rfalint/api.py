@@ -20,6 +20,7 @@ import torch.nn as nn
 from rfalint.analysis import Analysis, analyze_graph
 from rfalint.analysis.cost import Cost, measure
 from rfalint.capture import capture
+from rfalint.fix import Candidate, estimate
 from rfalint.rules import Finding, Severity, run_rules
 
 FAIL_LEVELS = ("error", "warning", "info", "never")
@@ -36,6 +37,8 @@ class CheckResult:
     # The checked module itself: reports map layer names back to source lines with it.
     model: nn.Module | None = field(default=None, repr=False, compare=False)
     cost: Cost | None = None  # params and MACs per node; None when check ran with cost=False
+    # Estimated fixes (rfalint.fix.estimate); empty without a tail, None without the cost model.
+    candidates: list[Candidate] | None = None
 
     def failed(self, fail_on: str = "error") -> bool:
         if fail_on == "never":
@@ -58,4 +61,5 @@ def check(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
     analysis = analyze(model, input_shape, name=name)
     findings = run_rules(analysis, select, ignore, per_layer_ignores)
     counted = measure(model, analysis.graph) if cost else None
-    return CheckResult(name, analysis, findings, source, model, counted)
+    candidates = estimate(model, analysis, counted) if cost else None
+    return CheckResult(name, analysis, findings, source, model, counted, candidates)

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 import rfalint
-from rfalint import saturation
+from rfalint import fix, saturation, spec
 from rfalint.baseline import apply_baseline, load_baseline
 from rfalint.baseline import write_baseline as save_baseline
 from rfalint.config import check_models, load_settings
@@ -62,15 +62,15 @@ def load_for_check(target: str, res: Optional[str], in_channels: Optional[int],
 FORMATS = ("text", "json", "sarif", "github")
 MACHINE_FORMATS = {"sarif": to_sarif, "github": to_github}
 CONFIG = typer.Option(None, "--config", metavar="FILE",
-                      help="pyproject.toml or rfalint.toml to use [default: the nearest one "
+                      help="pyproject.toml or rfalint.toml to use \\[default: the nearest one "
                            "above the current directory].")
 
 
 @app.command()
 def check(
     model: Optional[str] = typer.Argument(
-        None, help="file.py[:name], pkg.module:name or spec.yaml [default: every model in "
-                   "[[tool.rfalint.models]]]"),
+        None, help="file.py[:name], pkg.module:name or spec.yaml \\[default: every model in "
+                   "\\[\\[tool.rfalint.models]]]"),
     res: Optional[str] = RES,
     in_channels: Optional[int] = IN_CHANNELS,
     arg: Optional[List[str]] = ARGS,
@@ -78,7 +78,7 @@ def check(
                                       help="text, json, sarif or github."),
     fail_on: Optional[str] = typer.Option(
         None, "--fail-on", help="Exit 1 on findings at or above: error, warning, info, never "
-                                "[default: config, else error]."),
+                                "\\[default: config, else error]."),
     select: Optional[List[str]] = typer.Option(None, "--select", help="Rule code prefixes to run."),
     ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="Rule code prefixes to skip."),
     config: Optional[Path] = CONFIG,
@@ -93,7 +93,7 @@ def check(
         None, "--baseline", metavar="FILE", help="Report and fail only on findings not in FILE."),
     plot: Optional[Path] = typer.Option(
         None, "--plot", metavar="FILE",
-        help="Draw r_min/r_max per layer against the input (.png, .svg, .pdf; rfalint[plot])."),
+        help="Draw r_min/r_max per layer against the input (.png, .svg, .pdf; rfalint\\[plot])."),
     all_nodes: bool = typer.Option(False, "--all-nodes",
                                    help="Show every node, also activations and norms."),
     no_cost: bool = typer.Option(False, "--no-cost",
@@ -102,7 +102,7 @@ def check(
 ) -> None:
     """Report per-layer receptive fields, the border layer, the tail and rule findings.
 
-    Without MODEL, lint every model configured in [[tool.rfalint.models]].
+    Without MODEL, lint every model configured in \\[\\[tool.rfalint.models]].
     """
     _debug["on"] = debug
     if output_format not in FORMATS:
@@ -174,7 +174,7 @@ def graph_command(
     if output_format not in DIAGRAMS:
         raise UsageError(f"--format must be one of {', '.join(DIAGRAMS)}, got {output_format!r}")
     settings = load_settings(config).override(model=model, res=res, args=arg)
-    [result] = check_models(settings, in_channels)
+    [result] = check_models(settings, in_channels, cost=False)
     text = DIAGRAMS[output_format](result.analysis, all_nodes=all_nodes)
     if output is None:
         sys.stdout.write(text)
@@ -239,6 +239,93 @@ def saturation_command(
         sys.stdout.write(saturation.to_json(result))
     else:
         saturation.render_text(result, _console())
+
+
+@app.command("export")
+def export_command(
+    model: str = typer.Argument(..., help="file.py[:name], pkg.module:name or spec.yaml"),
+    res: Optional[str] = RES,
+    in_channels: Optional[int] = IN_CHANNELS,
+    arg: Optional[List[str]] = ARGS,
+    output: str = typer.Option("-", "--output", "-o", metavar="FILE",
+                               help="Spec file to write; '-' is standard output."),
+    force: bool = typer.Option(False, "--force", help="Overwrite FILE if it exists."),
+    debug: bool = DEBUG,
+) -> None:
+    """Write MODEL's captured graph as a YAML spec, verified to rebuild the same model."""
+    _debug["on"] = debug
+    path = None if output == "-" else Path(output)
+    if path is not None and path.exists() and not force:
+        raise UsageError(f"--output {output} exists; pass --force to overwrite it")
+    loaded, shape = load_for_check(model, res, in_channels, arg)
+    if path is not None:
+        refuse_inputs(path, [loaded.source], "--output")
+    origin = " ".join([model, *(f"--arg {a}" for a in arg or ())])
+    text = spec.export_yaml(loaded.model, shape, spec.name_for(model), origin)
+    if path is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(path, text)
+
+
+@app.command("fix")
+def fix_command(
+    model: str = typer.Argument(..., help="file.py[:name], pkg.module:name or spec.yaml"),
+    res: Optional[str] = RES,
+    in_channels: Optional[int] = IN_CHANNELS,
+    arg: Optional[List[str]] = ARGS,
+    strategy: str = typer.Option(..., "--strategy", "-s",
+                                 help="truncate, remove-stem, width or auto."),
+    prefer: str = typer.Option("balanced", "--prefer",
+                               help="auto: choose by params, macs or balanced."),
+    factor: Optional[float] = typer.Option(None, "--factor",
+                                           help="width: scale every conv/linear width by F."),
+    output: Optional[str] = typer.Option(
+        None, "--output", "-o", metavar="FILE",
+        help="Write the result to FILE ('-': standard output) \\[default: print tables only]."),
+    emit: str = typer.Option("yaml", "--emit", help="yaml (a spec) or python (nn.Module source)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", metavar="FILE",
+                                           help="Trained state dict of MODEL (torch.save)."),
+    save_weights: Optional[Path] = typer.Option(
+        None, "--save-weights", metavar="FILE",
+        help="Write the new model's state dict: surviving layers keep --weights."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    debug: bool = DEBUG,
+) -> None:
+    """Rewrite MODEL without its unproductive tail (or rescale its width), verified."""
+    _debug["on"] = debug
+    if emit not in fix.EMITTERS:
+        raise UsageError(f"--emit must be one of {', '.join(fix.EMITTERS)}, got {emit!r}")
+    if (weights is None) != (save_weights is None):
+        raise UsageError("--weights and --save-weights go together")
+    loaded, shape = load_for_check(model, res, in_channels, arg)
+    inputs = [loaded.source, weights]
+    path = None if output in (None, "-") else Path(output)
+    for option, target in (("--output", path), ("--save-weights", save_weights)):
+        if target is not None:
+            fix.check_output(target, option, inputs, force)
+    state = fix.load_weights(weights, loaded.model) if weights is not None else None
+    result = fix.fix(loaded.model, shape, strategy, spec.name_for(model), prefer, factor)
+    console = _console() if output != "-" else Console(stderr=True, highlight=False)
+    if result.rewrite is None:
+        console.print(f"nothing to fix: {model} has no unproductive layer at {res} px")
+        raise typer.Exit(0)
+    fix.render_fix(result, console)
+    origin = " ".join([model, *(f"--arg {a}" for a in arg or ())])
+    text = fix.EMITTERS[emit](result, origin)
+    files = [] if path is None else [(path, text)]
+    if state is not None:
+        moved = fix.transfer(state, result.model, result.rewrite.fresh)
+        console.print(f"weights: {moved.copied} tensors copied from {weights}, {moved.fresh} "
+                      "freshly initialised (new or resized layers)")
+        files.append((save_weights, fix.save_weights(moved)))
+    if output == "-":
+        sys.stdout.write(text)
+    elif output is None:
+        console.print("verified; nothing written (pass -o FILE to write the result)")
+    fix.write_all(files)
+    for target, _ in files:
+        console.print(f"wrote {target}")
 
 
 @app.command("rules")

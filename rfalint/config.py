@@ -212,7 +212,8 @@ def parse_settings(table: dict[str, Any], path: Path, where: str = "tool.rfalint
         raise UsageError(f"{path}: {where or 'the config'} must be a table")
     for name in table:
         if name not in SETTINGS_KEYS:
-            raise UsageError(f"{path}: unknown key {key(name)!r} (known: {', '.join(SETTINGS_KEYS)})")
+            raise UsageError(f"{path}: unknown key {key(name)!r} "
+                             f"(known: {', '.join(SETTINGS_KEYS)})")
     settings: dict[str, Any] = {"path": path}
     if "res" in table:
         settings["res"] = _resolution(table["res"], f"{path}: {key('res')}")

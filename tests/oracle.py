@@ -35,13 +35,25 @@ sizes never run), or the model output (``output_key`` selects from a dict / tupl
 The *extent* per spatial axis is ``max index - min index + 1`` of the non-zero gradient.
 It equals the theoretical RF only when the field is not clipped by the input border, so
 by default :func:`gradient_rf` raises :class:`ClippedError` when the support touches the
-border; :func:`smallest_unclipped_shape` grows the input until it does not.
+border; :func:`smallest_unclipped_shape` grows the input until it does not and
+:func:`gradient_rf_auto` does both.  :func:`gradient_support_many` measures several
+modules from one forward pass, on their outputs or (``io="input"``) their inputs, i.e.
+the ``r_{l-1}`` of the border rule.
 
-Limitations: gates (squeeze-and-excitation, CBAM) contain a global pool, so the true
-gradient support of anything after a gate is the whole input (the oracle reports that,
-it does not exclude gating branches the way rfalint's convention does); ``r_min`` is
-not a gradient-support quantity (except per channel right after a concatenation, see
-``channel``).
+Limitations and things to know:
+
+* gates (squeeze-and-excitation, CBAM) contain a global pool, so the true gradient
+  support of anything after a gate is the whole input: the oracle reports that; it does
+  not exclude gating branches the way rfalint's convention does;
+* ``r_min`` is not a gradient-support quantity (except per channel right after a
+  concatenation, see ``channel``);
+* the extent is that of the *union* of all path fields; it equals ``r_max`` when the
+  path fields are concentric (all reference nets), but can exceed it when paths are
+  offset against each other (e.g. even kernels or asymmetric padding on one branch);
+* bilinear up-sampling mixes two neighbours, so it really widens the field (by the
+  input jump for x2); nearest up-sampling and ``ConvTranspose2d(k=2, s=2)`` do not.
+
+Run ``python tests/oracle.py`` to execute the examples below.
 
 Example
 -------
@@ -391,76 +403,100 @@ def gradient_rf(model: nn.Module, input_shape: Sequence[int], module_name: Optio
     return sup.extent
 
 
-def smallest_unclipped_shape(model: nn.Module, input_shape: Sequence[int],
-                             module_name: Optional[str] = None, output_key=None, *,
-                             channel: Optional[int] = None, max_size: int = 4096,
-                             multiple: int = 1, seed: int = 0) -> Tuple[int, ...]:
-    """Smallest input (per axis) whose gradient support does not touch the border.
+def _axis_search(model, input_shape, module_name, output_key, channel, max_size, multiple, seed):
+    """Per-axis search behind :func:`smallest_unclipped_shape`.
 
-    Starts from ``input_shape`` = ``(C, *spatial)``; every axis whose support touches the
-    border (or on which the model cannot run) grows by x1.5, until none does; then each
-    axis is bisected between the last failing and the first passing size.  Whether the
-    border is touched is only roughly monotone in the size (stride alignment can make a
-    size pass while a slightly larger one fails), so the result is the smallest size the
-    bisection finds, not a proven minimum; it is always a passing size.  ``multiple``
-    rounds sizes up (e.g. 8 for a U-Net).  Returns the shape ``(C, *spatial)``.
+    Returns ``(base, sizes, extents)``: ``base`` = spatial sizes at which the model runs,
+    ``sizes[a]`` = smallest size found for axis ``a`` (other axes at ``base``) whose
+    support does not touch the border along ``a``, ``extents[a]`` = the extent there.
     """
     m = prepare_model(model, seed)
-    c, spatial = int(input_shape[0]), [max(1, int(s)) for s in input_shape[1:]]
+    c = int(input_shape[0])
 
     def rnd(v):
         return int(math.ceil(v / multiple) * multiple)
 
     def probe(sp):
         try:
-            sup = gradient_support(m, (c, *sp), module_name, output_key, channel=channel,
-                                   prepared=True, seed=seed)
+            return gradient_support(m, (c, *sp), module_name, output_key, channel=channel,
+                                    prepared=True, seed=seed)
         except (RuntimeError, ValueError):
-            return None  # could not run at this size: treat as "too small" on every axis
-        return sup.touches_border()
+            return None  # cannot run at this size (a feature map collapsed, ...)
 
-    spatial = [rnd(s) for s in spatial]
-    lower = [0] * len(spatial)  # largest size known to fail per axis
-    while True:
-        t = probe(spatial)
-        if t is not None and not any(t):
-            break
-        bad = range(len(spatial)) if t is None else [a for a, b in enumerate(t) if b]
-        for a in bad:
-            lower[a] = spatial[a]
-            spatial[a] = rnd(max(spatial[a] + 1, math.ceil(spatial[a] * 1.5)))
-            if spatial[a] > max_size:
-                raise ClippedError(f"support still clipped at size {spatial}")
-    # bisect each axis down
-    for a in range(len(spatial)):
-        lo, hi = lower[a], spatial[a]
-        while hi - lo > multiple:
+    def grow(v):
+        v = rnd(max(v + 1, math.ceil(v * 1.5)))
+        if v > max_size:
+            raise ClippedError(f"support still clipped beyond size {max_size}")
+        return v
+
+    base = [rnd(max(1, int(s))) for s in input_shape[1:]]
+    first = probe(base)
+    while first is None:  # find a size where the model runs at all
+        base = [grow(v) for v in base]
+        first = probe(base)
+    sizes, extents = [], []
+    for a in range(len(base)):
+        lo, n, sup = 0, base[a], first
+        while sup is None or sup.touches_border()[a]:
+            lo, n = n, grow(n)
+            sup = probe(base[:a] + [n] + base[a + 1:])
+        hi, best = n, sup
+        while hi - lo > multiple:  # bisect down
             mid = rnd((lo + hi) // 2)
             if mid >= hi or mid <= lo:
                 break
-            trial = list(spatial)
-            trial[a] = mid
-            t = probe(trial)
-            if t is not None and not any(t):
-                hi = mid
+            s2 = probe(base[:a] + [mid] + base[a + 1:])
+            if s2 is not None and not s2.touches_border()[a]:
+                hi, best = mid, s2
             else:
                 lo = mid
-        spatial[a] = hi
-    return (c, *spatial)
+        sizes.append(hi)
+        extents.append(best.extent[a])
+    return base, sizes, extents
+
+
+def smallest_unclipped_shape(model: nn.Module, input_shape: Sequence[int],
+                             module_name: Optional[str] = None, output_key=None, *,
+                             channel: Optional[int] = None, max_size: int = 4096,
+                             multiple: int = 1, seed: int = 0) -> Tuple[int, ...]:
+    """Smallest input (per axis) whose gradient support does not touch the border.
+
+    Starts from ``input_shape`` = ``(C, *spatial)`` (grown x1.5 on every axis until the
+    model runs).  Each axis is then searched on its own, the other axes kept at the
+    start size: grow x1.5 until the support no longer touches the border along that
+    axis, then bisect between the last failing and the first passing size.  Axes are
+    independent: with positive weights the support along one axis is the projection
+    of the full support, which does not depend on the other axes' sizes (the path
+    through the centre taps of the other axes always exists).  Touching the border is
+    only roughly monotone in the size (stride alignment), so the result is the smallest
+    size the bisection finds, not a proven minimum; it always passes.  ``multiple``
+    rounds sizes up (e.g. 8 for a U-Net).  Returns ``(C, *spatial)``.
+    """
+    _, sizes, _ = _axis_search(model, input_shape, module_name, output_key, channel,
+                               max_size, multiple, seed)
+    return (int(input_shape[0]), *sizes)
 
 
 def gradient_rf_auto(model: nn.Module, input_shape: Sequence[int], module_name: Optional[str] = None,
                      output_key=None, *, channel: Optional[int] = None, max_size: int = 4096,
-                     multiple: int = 1, seed: int = 0) -> Tuple[int, ...]:
-    """:func:`gradient_rf` at :func:`smallest_unclipped_shape` (grown from ``input_shape``).
+                     multiple: int = 1, strips: bool = True, seed: int = 0) -> Tuple[int, ...]:
+    """RF extents without choosing an input size.
+
+    With ``strips=True`` (default) each axis is measured on its own "strip" input found
+    by :func:`smallest_unclipped_shape`'s search (long along that axis only; cheap for
+    large fields).  With ``strips=False``: :func:`gradient_rf` at the full
+    :func:`smallest_unclipped_shape`.
 
     >>> import torch.nn as nn
     >>> gradient_rf_auto(nn.Sequential(nn.Conv1d(1, 2, 5), nn.Conv1d(2, 2, 5)), (1, 4))
     (9,)
     """
-    shape = smallest_unclipped_shape(model, input_shape, module_name, output_key, channel=channel,
-                                     max_size=max_size, multiple=multiple, seed=seed)
-    return gradient_rf(model, shape, module_name, output_key, channel=channel, seed=seed)
+    _, sizes, extents = _axis_search(model, input_shape, module_name, output_key, channel,
+                                     max_size, multiple, seed)
+    if strips:
+        return tuple(extents)
+    return gradient_rf(model, (int(input_shape[0]), *sizes), module_name, output_key,
+                       channel=channel, seed=seed)
 
 
 if __name__ == "__main__":  # pragma: no cover

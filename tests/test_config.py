@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
 from clihelp import project, run
 
-from rfalint.config import Settings, find_config, load_settings, parse_settings
+from rfalint.config import Settings, find_config, load_settings, parse_settings, tomllib
 from rfalint.errors import UsageError
 
 BASIC = """

@@ -335,6 +335,19 @@ def test_fvcore_success_is_silent_on_a_data_dependent_forward(caplog, capfd):
     assert not seen and not caplog.records and capfd.readouterr().err == ""
 
 
+def test_head_that_fails_at_this_resolution_is_not_traced():
+    """Cifar VGG16's classifier only fits 32 px: at 64 px the features are still counted."""
+    model = fixture_model("vgg16")
+    at32 = rfalint.check(model, (3, 32, 32)).cost
+    result = rfalint.check(model, (3, 64, 64))
+    cost = result.cost
+    assert result.analysis.graph.head_error
+    assert cost.counter == GRAPH
+    assert cost.fallback_reason.startswith("fvcore failed (RuntimeError: the head fails")
+    assert cost.params_unattributed == 512 * 10 + 10 and cost.params_total == at32.params_total
+    assert cost.macs_total == 4 * (at32.macs_total - 512 * 10)  # 4x the positions per conv
+
+
 class Mixer(nn.Module):
     """An einsum with a weight in a custom forward: fvcore counts it, the graph cannot."""
 

@@ -120,32 +120,37 @@ def test_rf_is_not_clipped_to_the_input():
     assert rf_of(net, (1, 4, 4))["9"] == (21, 21)
 
 
-def test_pareto_front_keeps_pairs_with_different_jumps():
-    """Paths (r 3, j 8/7) and (r 5, j 1), as after a size-based interpolate meets a plain conv.
-
-    Through a 17-tap layer the smaller r with the larger jump wins: 3 + 16 * 8/7 > 5 + 16.
-    Keeping only the larger r before the layer would give 21.
+def test_pareto_front_keeps_states_with_different_jumps():
+    """Paths (r 3, j 2) and (r 5, j 1) on the same grid: (r 5) is larger now, but through a
+    5-tap layer the larger jump wins: 3 + 4 * 2 = 11 > 5 + 4 = 9. Keeping only the larger
+    r before the layer would give 9.
     """
-    from fractions import Fraction
+    from fractions import Fraction as Fr
 
     from rfalint.analysis.rf import AxisFronts
     from rfalint.graph import Transfer
 
-    a = AxisFronts(((Fraction(3), Fraction(8, 7)),), ((Fraction(3), Fraction(8, 7)),))
-    b = AxisFronts(((Fraction(5), Fraction(1)),), ((Fraction(5), Fraction(1)),))
+    a = AxisFronts(((Fr(3), Fr(2), Fr(1)),), ((Fr(3), Fr(2), Fr(1)),))
+    b = AxisFronts(((Fr(5), Fr(1), Fr(1)),), ((Fr(5), Fr(1), Fr(1)),))
     merged = AxisFronts.union([a, b])
-    assert len(merged.upper) == 2 and merged.r_max == 5
-    after = merged.through(Transfer(17, Fraction(1)))
-    assert after.r_max == 3 + 16 * Fraction(8, 7)
-    assert after.r_min == 21
+    assert len(merged.upper) == 2 and merged.r_max == 5 and merged.r_min == 3
+    after = merged.through(Transfer(5, Fr(1)))
+    assert after.r_max == 11 and after.r_min == 9
 
 
-def test_pareto_front_drops_dominated_pairs():
-    from fractions import Fraction
+def test_pareto_front_drops_dominated_states():
+    from fractions import Fraction as Fr
 
     from rfalint.analysis.rf import AxisFronts
 
-    pairs = tuple((Fraction(r), Fraction(j)) for r, j in ((3, 2), (5, 2), (4, 1), (7, 4)))
-    merged = AxisFronts.union([AxisFronts((p,), (p,)) for p in pairs])
-    assert merged.upper == ((Fraction(7), Fraction(4)),)
-    assert set(merged.lower) == {(Fraction(3), Fraction(2)), (Fraction(4), Fraction(1))}
+    states = [(Fr(r), Fr(j), Fr(1)) for r, j in ((3, 2), (5, 2), (4, 1), (7, 4))]
+    merged = AxisFronts.union([AxisFronts((p,), (p,)) for p in states])
+    assert merged.upper == ((Fr(7), Fr(4), Fr(1)),)
+    assert set(merged.lower) == {(Fr(3), Fr(2), Fr(1)), (Fr(4), Fr(1), Fr(1))}
+
+
+def test_even_window_after_upsampling_is_the_worst_phase():
+    """pool 2/2 -> nearest x2 -> pool 2/1: neighbouring upsampled units can come from two
+    different pooled units, so a 2-window reads 4 input pixels, not 2 + 1 * 1 = 3."""
+    net = nn.Sequential(nn.MaxPool1d(2, 2), nn.Upsample(scale_factor=2), nn.MaxPool1d(2, 1))
+    assert rf_of(net, (1, 32))["2"] == (4,)

@@ -111,7 +111,7 @@ def test_pre_commit_hook_entry_runs(proj):
 
 
 def _workflow() -> dict:
-    text = (ROOT / "docs" / "ci.md").read_text()
+    text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
     workflow, = [yaml.safe_load(b) for b in blocks if "jobs:" in b]
     return workflow

@@ -106,7 +106,8 @@ def test_sarif_locations_point_at_the_defining_line(proj):
 
 
 def test_functional_node_points_at_its_enclosing_class(proj):
-    result, = check_models(load_settings().override(model="models.py:Residual", res="4"))
+    result, = check_models(load_settings().override(model="models.py:Residual", res="4"),
+                           cost=False)
     located = Locator(result).locate("blocks.0.add")  # x + self.conv(x) in Block.forward
     assert located.path == proj / "models.py"
     assert located.line == line_of(proj / "models.py", "class Block(")
@@ -143,7 +144,8 @@ def test_github_annotations(proj):
 
 
 def test_github_escapes_workflow_command_syntax(proj):
-    result, = check_models(load_settings().override(model="models.py:Deep", res="8"))
+    result, = check_models(load_settings().override(model="models.py:Deep", res="8"),
+                           cost=False)
     odd = Finding("RFA101", Severity.ERROR, "body.4", "50% done\nnext: a, b")
     text = to_github([dataclasses.replace(result, findings=[odd])])
     assert text.count("\n") == 1

@@ -23,7 +23,7 @@ def proj(tmp_path, monkeypatch):
 
 
 def analysis_of(target: str, res: str):
-    result, = check_models(load_settings().override(model=target, res=res))
+    result, = check_models(load_settings().override(model=target, res=res), cost=False)
     return result.analysis
 
 
@@ -162,7 +162,8 @@ def test_plot_usage_errors(proj):
     bad = run("check", "models.py:Deep", "--res", "8", "--plot", "rf.xyz")
     assert bad.code == 2 and "unsupported image type '.xyz'" in bad.err
     (proj / "rfalint.toml").write_text(
-        'res = 8\n[[models]]\ntarget = "models.py:Deep"\n[[models]]\ntarget = "models.py:shallow"\n')
+        'res = 8\n[[models]]\ntarget = "models.py:Deep"\n'
+        '[[models]]\ntarget = "models.py:shallow"\n')
     two = run("check", "--plot", "rf.png")
     assert two.code == 2 and "--plot draws one model" in two.err
     before = (proj / "models.py").read_text()

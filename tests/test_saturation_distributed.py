@@ -35,7 +35,8 @@ def test_two_processes_match_one(tmp_path):
     np.save(tmp_path / "x.npy",
             np.random.default_rng(1).normal(size=(37, 3, 8, 8)).astype(np.float32))
     args = ["saturation", str(model), "--res", "8", "--data", str(tmp_path / "x.npy"),
-            "--weights", str(tmp_path / "w.pt"), "--batch-size", "5", "--format", "json"]
+            "--weights", str(tmp_path / "w.pt"), "--batch-size", "5", "--format", "json",
+            "--device", "cpu"]  # gloo, also on a machine with one GPU
 
     single = run(*args)
     assert single.code == 0, single.err
@@ -53,6 +54,7 @@ def test_two_processes_match_one(tmp_path):
     for a, b in zip(one["layers"], two["layers"], strict=True):
         assert (a["name"], a["observations"], a["intrinsic_dim"]) == \
             (b["name"], b["observations"], b["intrinsic_dim"])
-        assert b["total_variance"] == pytest.approx(a["total_variance"], rel=1e-9)
+        # Other batch boundaries, other float32 round-off in the per-batch GEMMs (~1e-7).
+        assert b["total_variance"] == pytest.approx(a["total_variance"], rel=1e-6)
     assert two["s_mu"] == one["s_mu"] and two["width"] == one["width"]
     assert two["saturation_tail"] == one["saturation_tail"]

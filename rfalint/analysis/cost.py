@@ -32,9 +32,10 @@ Counters (:attr:`Cost.counter`):
   are kept in the total as :attr:`Cost.macs_unattributed`.
 * ``"rfalint-graph"`` (fallback): a table-driven counter over the captured graph, from
   its shapes and the layers' kernel sizes and groups. Used when fvcore's
-  ``torch.jit.trace`` fails (a dict output holding a non-tensor, ...); the reason is kept
-  in :attr:`Cost.fallback_reason`. Nodes whose MACs it cannot derive are listed in
-  :attr:`Cost.skipped_ops`.
+  ``torch.jit.trace`` fails (a dict output holding a non-tensor, ...) and when capture
+  found that the head fails at this resolution (``Graph.head_error``: fvcore's forward
+  would fail there too); the reason is kept in :attr:`Cost.fallback_reason`. Nodes whose
+  MACs it cannot derive are listed in :attr:`Cost.skipped_ops`.
 
 Parameters: each leaf module's parameters go to its first call (a shared module counts
 once). Parameters a functional op uses (``F.conv2d(x, self.weight, self.bias)``) are found
@@ -60,6 +61,7 @@ import warnings
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -132,14 +134,14 @@ def measure(model: nn.Module, graph: Graph, counter: str = "auto") -> Cost:
     """
     if counter not in COUNTERS:
         raise UsageError(f"counter must be one of {', '.join(COUNTERS)}, got {counter!r}")
-    from fvcore.nn import parameter_count
-
     params = _node_params(model, graph)
-    params_total = parameter_count(model)[""]
+    params_total = _fvcore_nn().parameter_count(model)[""]
     graph_macs = [_graph_macs(graph, node) for node in graph]
     reason = None
     if counter != GRAPH:
         try:
+            if graph.head_error:  # fvcore's forward would fail there too, after all the compute
+                raise RuntimeError(f"the head fails at this resolution: {graph.head_error}")
             by_module, total, skipped = _fvcore(model, graph)
         except Exception as exc:  # jit tracing fails in many model-specific ways
             if counter == FVCORE:
@@ -175,15 +177,15 @@ _FVCORE_ZERO = ("aten::batch_norm", "aten::group_norm", "aten::layer_norm",
 
 def _fvcore(model: nn.Module, graph: Graph) -> tuple[Counter[str], int, Counter[str]]:
     """fvcore's MACs per module name, its total, and the ops it skipped, all silenced."""
-    from fvcore.nn import FlopCountAnalysis, jit_handles
-
+    fvcore_nn = _fvcore_nn()
     param = next((p for p in model.parameters() if p.is_floating_point()), None)
     x = torch.zeros((1, *graph.input_shape), dtype=param.dtype if param is not None else None,
                     device=param.device if param is not None else None)
     model.eval()
     with _quiet(), _hooks_restored(model), torch.no_grad():
-        handles = {op: getattr(jit_handles, fn) for op, fn in _FVCORE_MAC_HANDLES.items()}
-        analysis = (FlopCountAnalysis(model, (x,))
+        handles = {op: getattr(fvcore_nn.jit_handles, fn)
+                   for op, fn in _FVCORE_MAC_HANDLES.items()}
+        analysis = (fvcore_nn.FlopCountAnalysis(model, (x,))
                     .clear_op_handles()
                     .set_op_handle(**handles, **{op: None for op in _FVCORE_ZERO})
                     .unsupported_ops_warnings(False)
@@ -192,6 +194,14 @@ def _fvcore(model: nn.Module, graph: Graph) -> tuple[Counter[str], int, Counter[
         # fvcore's einsum handle returns floats; MACs are whole numbers.
         by_module = Counter({name: int(n) for name, n in analysis.by_module().items()})
         return by_module, int(analysis.total()), analysis.unsupported_ops()
+
+
+def _fvcore_nn() -> ModuleType:
+    """``fvcore.nn``, imported on first use (not every rfalint run counts) and quietly:
+    its import scripts functions with the deprecated ``torch.jit.script``."""
+    with _quiet():
+        import fvcore.nn
+    return fvcore.nn
 
 
 @contextmanager
@@ -315,11 +325,11 @@ MAC_COUNTERS: dict[str, Callable[[Graph, Node], int]] = {
     "bmm": _matmul_macs,
 }
 
-# Ops that do multiply-accumulates the graph alone cannot size (the equation or the
-# non-input operands are not recorded): the graph counter lists them as skipped.
-UNCOUNTED_MAC_OPS = frozenset({"einsum", "addmm", "baddbmm", "addbmm", "addmv", "mv",
-                               "bilinear", "scaled_dot_product_attention",
-                               "multi_head_attention_forward", "tensordot", "inner", "dot"})
+# Ops the capture table knows that do multiply-accumulates the graph alone cannot size
+# (the einsum equation, the non-input operands are not recorded). They, and every op the
+# capture table does not know, are listed as skipped by the graph counter.
+UNCOUNTED_MAC_OPS = frozenset({"einsum", "baddbmm", "scaled_dot_product_attention",
+                               "multi_head_attention_forward"})
 
 
 def _form(node: Node) -> str:

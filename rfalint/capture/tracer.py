@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from typing import Any
@@ -213,6 +214,18 @@ def _dummy_input(shape: tuple[int, ...], fake_mode) -> torch.Tensor:
         return torch.empty((1, *shape))
 
 
+@contextlib.contextmanager
+def _quiet_fake_tensors():
+    """Fake-tensor failures are handled by rfalint; torch would also log them at ERROR."""
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def accepts_input(model: nn.Module, input_shape: tuple[int, ...]) -> bool:
     """Whether a forward on fake tensors of this shape gets past the first layers.
 
@@ -224,7 +237,7 @@ def accepts_input(model: nn.Module, input_shape: tuple[int, ...]) -> bool:
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     x = _dummy_input(input_shape, fake_mode)
     try:
-        with torch.no_grad(), fake_mode:
+        with torch.no_grad(), fake_mode, _quiet_fake_tensors():
             model.eval()(x)
     except RuntimeError as exc:
         return "channels" not in str(exc) and "size mismatch" not in str(exc)
@@ -245,7 +258,7 @@ def _run(model: nn.Module, input_shape: tuple[int, ...], fake: bool
     try:
         with torch.no_grad(), recorder:
             if fake_mode is not None:
-                with fake_mode:
+                with fake_mode, _shape_only_forwards(model):
                     out = model(x)
             else:
                 out = model(x)
@@ -259,6 +272,32 @@ def _run(model: nn.Module, input_shape: tuple[int, ...], fake: bool
     finally:
         recorder.remove_hooks()
     return recorder, out, ""
+
+
+# Leaf modules whose output has their input's shape. On fake tensors only shapes matter,
+# and fake batch_norm alone costs ~10 ms per call through its decompositions.
+_SHAPE_PRESERVING = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm,
+                     nn.modules.dropout._DropoutNd, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU,
+                     nn.Hardswish, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Mish, nn.Tanh)
+
+
+def _empty_like(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+@contextlib.contextmanager
+def _shape_only_forwards(model: nn.Module):
+    """Replace shape-preserving leaf forwards by ``empty_like`` while capturing on fakes.
+    Hooks still fire (the module is still called), so the graph is unchanged."""
+    patched = [m for m in model.modules() if isinstance(m, _SHAPE_PRESERVING)
+               and "forward" not in vars(m)]
+    for module in patched:
+        module.forward = _empty_like
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
 
 
 def _needs_real_data(exc: Exception) -> bool:
@@ -279,11 +318,9 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model")
     """Run ``model`` once on a dummy input of ``(C, *spatial)`` and return its graph."""
     model.eval()
     mode = "fake"
-    fake_log = logging.getLogger("torch._subclasses.fake_tensor")
-    level = fake_log.level
-    fake_log.setLevel(logging.CRITICAL)  # fake-tensor failures are handled below, not logged
     try:
-        recorder, out, head_error = _run(model, input_shape, fake=True)
+        with _quiet_fake_tensors():
+            recorder, out, head_error = _run(model, input_shape, fake=True)
     except Exception as exc:
         if not _needs_real_data(exc):
             raise ModelError(_explain_failure(exc, input_shape)) from exc
@@ -292,8 +329,6 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model")
             recorder, out, head_error = _run(model, input_shape, fake=False)
         except Exception as exc:
             raise ModelError(_explain_failure(exc, input_shape)) from exc
-    finally:
-        fake_log.setLevel(level)
     outputs = sorted({recorder.producer[id(t)][0] for t in tree_flatten(out)[0]
                       if isinstance(t, torch.Tensor) and id(t) in recorder.producer})
     if not outputs:
@@ -321,13 +356,18 @@ def _live(nodes: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]
     return live, [new_id[o] for o in outputs]
 
 
+# torch's messages when a window no longer fits the feature map
+_COLLAPSE_HINTS = ("kernel size can't be greater", "output size is too small",
+                   "invalid computed output size", "input size is too small",
+                   "padded input size per channel")
+
+
 def _explain_failure(exc: Exception, input_shape: tuple[int, ...]) -> str:
     scope = getattr(exc, "rfalint_scope", "") or "the top-level forward"
     first_line = _first_line(exc)
     res = "x".join(str(s) for s in input_shape[1:])
     lowered = first_line.lower()
-    if "kernel size can't be greater" in lowered or "output size is too small" in lowered \
-            or "input size" in lowered and "too small" in lowered:
+    if any(hint in lowered for hint in _COLLAPSE_HINTS):
         return (f"resolution {res} is too small for this model: the feature map collapses at "
                 f"'{scope}' ({first_line})")
     return f"the model's forward raised {type(exc).__name__} at '{scope}': {first_line}"

@@ -75,6 +75,7 @@ def to_dict(result: CheckResult) -> dict[str, Any]:
             "rf_min_final": list(final.r_min),
             "capture": graph.capture_mode,
             **cost_summary(result),
+            "candidates": candidates_summary(result),
         },
     }
 
@@ -105,6 +106,20 @@ def cost_summary(result: CheckResult) -> dict[str, Any]:
         "macs_unattributed": cost.macs_unattributed,
         **shares,
     }
+
+
+def candidates_summary(result: CheckResult) -> list[dict[str, Any]] | None:
+    """Estimated fixes (params, MACs, tail conv layers, final r_max); null without the
+    cost model, empty when there is no tail."""
+    if result.candidates is None:
+        return None
+    return [{"strategy": c.strategy, "applicable": c.figures is not None,
+             "reason": c.reason or None,
+             "params": c.figures.params if c.figures else None,
+             "macs": c.figures.macs if c.figures else None,
+             "tail_conv_layers": c.figures.tail_convs if c.figures else None,
+             "rf_max_final": list(c.figures.r_max_final) if c.figures else None}
+            for c in result.candidates]
 
 
 def to_json(result: CheckResult) -> str:

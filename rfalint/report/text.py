@@ -8,6 +8,7 @@ from rich.text import Text
 
 from rfalint.analysis.cost import FVCORE, regions
 from rfalint.api import CheckResult
+from rfalint.fix import estimate_lines
 from rfalint.graph import Kind, Window
 from rfalint.rules import fmt_axes
 
@@ -93,6 +94,8 @@ def _summary(result: CheckResult, console: Console) -> None:
         lines.append("capture: the forward reads tensor values; ran on a real dummy input")
     if result.cost:
         lines += _cost_lines(result)
+    if result.candidates:
+        lines += estimate_lines(result.candidates, result.cost.params_total, result.cost.macs_total)
     console.print("\n".join(lines))
 
 

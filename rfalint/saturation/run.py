@@ -30,7 +30,7 @@ from rfalint.graph import Kind, Node
 from rfalint.saturation.advice import (Tail, TailComparison, WidthAdvice, compare_tails,
                                        find_tail, width_advice)
 from rfalint.saturation.data import Source
-from rfalint.saturation.stats import LayerStats, Recorder, feature_dim, layer_stats
+from rfalint.saturation.stats import LayerStats, Moments, Recorder, feature_dim, layer_stats
 
 DEVICES = ("auto", "cpu", "cuda")
 # Keys under which training scripts commonly nest the state dict in a checkpoint.
@@ -84,7 +84,11 @@ def resolve_device(request: str) -> torch.device:
     if request == "auto":
         request = "cuda" if torch.cuda.is_available() else "cpu"
     if request == "cuda" and "LOCAL_RANK" in os.environ:
-        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+        if local >= gpus:
+            raise UsageError(f"torchrun local rank {local} has no GPU of its own ({gpus} "
+                             "visible): start at most one process per GPU, or use --device cpu")
+        return torch.device("cuda", local)
     return torch.device(request)
 
 
@@ -194,9 +198,10 @@ def _progress(enabled: bool, total: int):
 
 
 def stream(model: nn.Module, nodes: list[Node], source: Source, batch_size: int,
-           device: torch.device, ctx: _Distributed, progress: bool = False):
-    """Run this rank's shard through ``model``; return (recorder, samples, unreadable),
-    summed over all ranks."""
+           device: torch.device, ctx: _Distributed, progress: bool = False
+           ) -> tuple[dict[str, Moments], int, int]:
+    """Run this rank's shard through ``model``; return the moments per layer name, the
+    samples read and the unreadable count, all summed over the ranks."""
     start, stop = ctx.shard(len(source))
     starts = range(start, stop, batch_size)
     bar, task = _progress(progress and ctx.rank == 0, len(starts))
@@ -214,9 +219,10 @@ def stream(model: nn.Module, nodes: list[Node], source: Source, batch_size: int,
                                      f"{type(exc).__name__}: {line}") from exc
                 seen += len(batch)
             bar.advance(task)
+    moments = {name: acc.moments() for name, acc in recorder.accumulators.items()}
     counts = torch.tensor([seen, len(source.unreadable)], dtype=torch.float64, device=device)
-    ctx.sum([t for acc in recorder.accumulators.values() for t in acc.tensors()] + [counts])
-    return recorder, int(counts[0].item()), int(counts[1].item())
+    ctx.sum([t for m in moments.values() for t in m.tensors()] + [counts])
+    return moments, int(counts[0].item()), int(counts[1].item())
 
 
 def run_saturation(model: nn.Module, input_shape: tuple[int, ...], source: Source, *,
@@ -243,8 +249,8 @@ def run_saturation(model: nn.Module, input_shape: tuple[int, ...], source: Sourc
     ctx = _Distributed(target)
     try:
         ctx.share_weights(model)
-        recorder, samples, unreadable = stream(model, nodes, source, batch_size, target, ctx,
-                                               progress)
+        moments, samples, unreadable = stream(model, nodes, source, batch_size, target, ctx,
+                                              progress)
     finally:
         ctx.close()
     if ctx.rank != 0:
@@ -252,16 +258,16 @@ def run_saturation(model: nn.Module, input_shape: tuple[int, ...], source: Sourc
     if samples == 0:
         raise UsageError(f"--data: none of the {len(source)} samples could be read "
                          f"({unreadable} unreadable)")
-    return _summarise(analysis, nodes, recorder, source, name, delta, target, ctx.world,
+    return _summarise(analysis, nodes, moments, source, name, delta, target, ctx.world,
                       samples, unreadable, weights, command_for)
 
 
-def _summarise(analysis, nodes, recorder, source, name, delta, device, world, samples,
+def _summarise(analysis, nodes, moments, source, name, delta, device, world, samples,
                unreadable, weights, command_for) -> SaturationResult:
     border = analysis.border
     rf_tail = set(border.tail)
     layers = [LayerResult(n.name, n.op, n.id, _positions(n, feature_dim(n.module)),
-                          layer_stats(recorder.accumulators[n.name], delta),
+                          layer_stats(moments[n.name], delta),
                           border.status[n.id], n.id in rf_tail) for n in nodes]
     defined = [layer for layer in layers if layer.stats.defined]
     s_mu = sum(layer.stats.saturation for layer in defined) / len(defined) if defined else None

@@ -27,6 +27,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch.nn as nn
+
 from rfalint.spec.build import SpecModel, build_document
 from rfalint.spec.document import FORMAT_VERSION, Document, Layer, parse
 from rfalint.spec.errors import ExportError, SpecError, Where
@@ -35,8 +37,8 @@ from rfalint.spec.limits import Limits
 from rfalint.spec.yamlio import dump_yaml, load_yaml
 
 __all__ = ["FORMAT_VERSION", "Document", "ExportError", "Layer", "Limits", "SpecError",
-           "SpecModel", "build", "dump", "export", "from_graph", "load", "loads", "parse",
-           "read"]
+           "SpecModel", "build", "dump", "export", "export_yaml", "from_graph", "load", "loads",
+           "name_for", "parse", "read"]
 
 
 def read(path: str | Path, limits: Limits = Limits()) -> Any:
@@ -74,3 +76,24 @@ def load(path: str | Path, limits: Limits = Limits()) -> SpecModel:
 def dump(spec: dict[str, Any], header: str = "") -> str:
     """YAML text of a spec dict, one layer per line; ``header`` becomes a comment."""
     return dump_yaml(spec, header)
+
+
+def name_for(target: str) -> str:
+    """A spec name for a MODEL target: ``file.py:resnet18``, ``file.py``, ``pkg.mod:Net``."""
+    path, _, entry = target.rpartition(":") if ":" in target else (target, "", "")
+    if entry:
+        return entry
+    if path.endswith((".py", ".yaml", ".yml")):
+        return Path(path).stem
+    return path.rsplit(".", 1)[-1]
+
+
+def export_yaml(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
+                origin: str = "") -> str:
+    """The verified spec of ``model`` (see :func:`export`) as YAML text with a header."""
+    from rfalint import __version__
+
+    spec = export(model, input_shape, name)
+    source = f" from {origin}" if origin else ""
+    shape = "x".join(str(s) for s in input_shape)
+    return dump(spec, header=f"exported by rfalint {__version__}{source} at input {shape}")

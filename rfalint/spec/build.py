@@ -110,6 +110,20 @@ def _shape(t: torch.Tensor) -> str:
     return str(tuple(t.shape))
 
 
+# Module attribute -> (input dim it must equal, what to call it): the usual misfit, named
+# plainly instead of by the message of the meta kernel.
+_EXPECTS = {"in_channels": (1, "channels"), "num_features": (1, "channels"),
+            "num_channels": (1, "channels"), "in_features": (-1, "features")}
+
+
+def _misfit(module: nn.Module, x: torch.Tensor) -> str | None:
+    for attr, (dim, what) in _EXPECTS.items():
+        want = getattr(module, attr, None)
+        if isinstance(want, int) and x.dim() > 1 and x.shape[dim] != want:
+            return f"expects {want} input {what}, gets {x.shape[dim]}"
+    return None
+
+
 def check_shapes(model: SpecModel, doc: Document) -> None:
     """Run the meta-built model layer by layer on a meta input of the spec's size."""
     layers = {layer.name: layer for layer in doc.layers}
@@ -118,16 +132,22 @@ def check_shapes(model: SpecModel, doc: Document) -> None:
     with torch.no_grad():
         for step in model._spec_steps:
             layer = layers[step.name]
+            module = model.get_submodule(step.path)
             inputs = [values[s] for s in step.inputs]
+            if len(inputs) == 1:
+                source = f"'{step.inputs[0]}' {_shape(inputs[0])}"
+                misfit = _misfit(module, inputs[0])
+                if misfit is not None:
+                    raise SpecError(f"{misfit} from {source}", layer.where, layer.name)
             try:
-                out = model.get_submodule(step.path)(*inputs)
+                out = module(*inputs)
             except Exception as exc:
                 if len(inputs) == 1:
-                    what = f"input '{step.inputs[0]}' of shape {_shape(inputs[0])} does not fit"
+                    what = f"input {source} does not fit: {_first_line(exc)}"
                 else:
-                    shapes = " and ".join(f"'{s}' {_shape(t)}" for s, t in zip(step.inputs, inputs))
-                    what = f"inputs do not fit together: {shapes}"
-                raise SpecError(f"{what}: {_first_line(exc)}", layer.where, layer.name) from None
+                    what = "inputs do not match: " + " and ".join(
+                        f"'{s}' {_shape(t)}" for s, t in zip(step.inputs, inputs))
+                raise SpecError(what, layer.where, layer.name) from None
             if not isinstance(out, torch.Tensor):
                 raise SpecError(f"{layer.type.name} returns a {type(out).__name__}, not one "
                                 "tensor (return_indices?)", layer.where, layer.name)

@@ -235,10 +235,16 @@ class _Parser:
                 raise SpecError(f"a layer entry is a mapping like {{name: conv1, type: Conv2d, "
                                 f"args: {{...}}}}, got {entry!r}", at)
             local = entry.get("name")
-            self._known_keys(entry, _ENTRY_KEYS, "field", None if local is None else str(local),
-                             scope.via)
+            if local is not None and (not isinstance(local, (str, int)) or isinstance(local, bool)):
+                raise SpecError(f"'name' must be a string, got {local!r}",
+                                self.where(entry, "name", scope.via))
             kinds = [k for k in ("type", "block", "reuse") if k in entry]
-            label = None if local is None else str(local)
+            # The layer as messages name it: its full name (the first copy's when unnamed).
+            if local is not None:
+                label = scope.prefix + str(local)
+            else:
+                label = None if "reuse" in kinds else scope.prefix + str(index)
+            self._known_keys(entry, _ENTRY_KEYS, "field", label, scope.via)
             if len(kinds) != 1:
                 what = "needs one of 'type', 'block' or 'reuse'" if not kinds else \
                     f"has both '{kinds[0]}' and '{kinds[1]}'"
@@ -248,18 +254,15 @@ class _Parser:
             if kinds[0] == "reuse":
                 prev = self._reuse(entry, scope, sources, repeat, at)
                 continue
-            if local is not None and not isinstance(local, (str, int)) or isinstance(local, bool):
-                raise SpecError(f"'name' must be a string, got {local!r}",
-                                self.where(entry, "name", scope.via))
             if local is None:
                 names = [str(index + k) for k in range(repeat if "repeat" in entry else 1)]
                 index += len(names)
                 container = None
             else:
-                label = str(local)
-                self._check_name(label, self.where(entry, "name", scope.via))
-                names = [f"{label}.{k}" for k in range(repeat)] if "repeat" in entry else [label]
-                container = label if "repeat" in entry else None
+                local = str(local)
+                self._check_name(local, self.where(entry, "name", scope.via))
+                names = [f"{local}.{k}" for k in range(repeat)] if "repeat" in entry else [local]
+                container = local if "repeat" in entry else None
                 index += 1
             for k, name in enumerate(names):
                 inputs = sources if k == 0 else [prev]
@@ -311,7 +314,7 @@ class _Parser:
             return scope.input
         if ref in scope.names:
             return scope.names[ref]
-        if label is not None and ref == label:
+        if label is not None and scope.prefix + ref == label:
             raise SpecError(f"'{field_name}' reads the layer itself (a cycle)", at, label)
         if ref in declared:
             raise SpecError(f"'{field_name}' refers to '{ref}', which is defined later (line "
@@ -390,7 +393,7 @@ class _Parser:
                at: Where) -> str:
         """Call an earlier layer's module again (shared weights): ``relu@2``, ``relu@3``."""
         target_ref = entry["reuse"]
-        label = None if entry.get("name") is None else str(entry["name"])
+        label = None if entry.get("name") is None else scope.prefix + str(entry["name"])
         if "args" in entry:
             raise SpecError("a reused layer takes no 'args' (it is the same module)",
                             self.where(entry, "args", scope.via), label)
@@ -407,21 +410,20 @@ class _Parser:
         module = target.reuse or target.name
         if "name" in entry and repeat != 1:
             raise SpecError("a repeated reuse is named by its calls; drop 'name'", at, label)
-        prev = inputs[0] if len(inputs) == 1 else None
+        prev = inputs[0]
         for k in range(repeat):
             call_inputs = inputs if k == 0 else [prev]
             self.calls[module] += 1
             full = f"{module}@{self.calls[module]}"
-            if label is not None and scope.prefix + label != full:
-                raise SpecError(f"a second call of '{module}' is named '{full}' (as the capture "
-                                f"names it), not '{scope.prefix + label}'; drop 'name'",
+            if label is not None and label != full:
+                raise SpecError(f"call {self.calls[module]} of '{module}' is named '{full}' (as "
+                                f"the capture names it), not '{label}'; drop 'name'",
                                 self.where(entry, "name", scope.via), label)
             self._arity(target.type, call_inputs, entry, scope, full)
             self._register(full, at)
             prev = self._add(Layer(full, target.type, {}, call_inputs, at, module))
-            local = full[len(scope.prefix):] if full.startswith(scope.prefix) else full
-            scope.names[local] = prev
-        return prev if prev is not None else inputs[0]
+            scope.names[full[len(scope.prefix):]] = prev
+        return prev
 
     def _instance(self, entry: dict, scope: _Scope, name: str, inputs: list[str],
                   at: Where) -> str:

@@ -19,9 +19,6 @@ class Where:
     line: int | None = None
     via: str = ""
 
-    def at(self, line: int | None) -> "Where":
-        return Where(self.file, line if line is not None else self.line, self.via)
-
     def prefix(self) -> str:
         if self.file is None:
             return f"line {self.line}: " if self.line is not None else ""

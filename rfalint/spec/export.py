@@ -305,7 +305,10 @@ def _same_output(model: nn.Module, built: nn.Module, input_shape: tuple[int, ...
         raise ExportError(f"the model returns {len(want)} tensors; export writes single-output "
                           "models")
     want = want[0]
+    if want.shape != have.shape:
+        raise ExportError(f"on a batch of 2 the exported spec gives shape {tuple(have.shape)}, "
+                          f"the model {tuple(want.shape)} (a reshape that fixes the batch size?)")
     scale = max(1.0, want.abs().max().item()) if want.numel() else 1.0
-    if want.shape != have.shape or not torch.allclose(want, have, rtol=1e-4, atol=1e-5 * scale):
+    if not torch.allclose(want, have, rtol=1e-4, atol=1e-5 * scale):
         raise ExportError("the exported spec does not compute the model's output (an argument "
                           "the capture does not record?)")

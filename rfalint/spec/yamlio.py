@@ -70,8 +70,16 @@ def _sequence(loader: _Loader, node: yaml.SequenceNode) -> LSeq:
     return out
 
 
+def _not_data(loader: _Loader, node: yaml.Node):
+    """SafeLoader's non-JSON types (bytes, dates, sets) are not spec values either."""
+    raise SpecError(f"YAML tag {_short_tag(node.tag)} is not allowed: a spec holds plain data "
+                    "only (quote dates)", Where(loader.name, node.start_mark.line + 1))
+
+
 _Loader.add_constructor("tag:yaml.org,2002:map", _mapping)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _sequence)
+for _tag in ("binary", "timestamp", "set", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _not_data)
 
 
 def _count(node: yaml.Node, limit: int, file: str) -> int:
@@ -157,15 +165,15 @@ def _flow(value: Any) -> str:
 
 
 def _layer_lines(layers: list[dict[str, Any]], indent: str) -> list[str]:
-    """One flow mapping per layer; a blank line where the top-level prefix changes."""
+    """One flow mapping per layer, and a blank line between blocks (``layer1.0``,
+    ``layer1.1``: the name's scope, at most two levels deep)."""
     out: list[str] = []
     group = None
     for layer in layers:
-        name = str(layer.get("name", ""))
-        head = name.split(".", 1)[0]
-        if group is not None and head != group and out:
+        scope = str(layer.get("name", "")).split(".")[:-1][:2]
+        if out and scope != group:
             out.append("")
-        group = head
+        group = scope
         out.append(f"{indent}- {_flow(layer)}")
     return out
 

@@ -1,0 +1,126 @@
+"""Speed and memory of rfalint's capture + RF analysis, against one plain forward pass.
+
+Run:  python benchmarks/bench_check.py [--quick]
+
+Prints, per fixture, the median time of (a) one plain forward pass in eval/no_grad mode
+and (b) ``rfalint.analyze`` (fake-tensor capture + RF engine + border analysis, no cost
+model), then a depth-scaling series on plain residual nets, then the peak resident memory
+of an analysis at 224 and 1024 px measured in fresh subprocesses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import rfalint  # noqa: E402
+
+
+def median_time(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def forward_time(model: nn.Module, shape, repeat: int) -> float:
+    x = torch.randn((1, *shape))
+    model.eval()
+
+    def run():
+        with torch.no_grad():
+            model(x)
+
+    return median_time(run, repeat)
+
+
+def analysis_time(model: nn.Module, shape, repeat: int) -> float:
+    return median_time(lambda: rfalint.analyze(model, shape), repeat)
+
+
+class ResidualNet(nn.Module):
+    """A stem and ``blocks`` residual blocks of two 3x3 convs: depth without width."""
+
+    def __init__(self, blocks: int, width: int = 16):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                          nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width))
+            for _ in range(blocks))
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = torch.relu(x + block(x))
+        return self.head(x.mean((2, 3)))
+
+
+MEMORY_SNIPPET = """
+import resource, sys
+sys.path.insert(0, {root!r})
+import rfalint
+model = rfalint.load_model({target!r}).model
+rfalint.analyze(model, (3, {res}, {res}))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def peak_memory_mb(target: str, res: int) -> float:
+    code = MEMORY_SNIPPET.format(root=str(ROOT), target=target, res=res)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter series")
+    args = parser.parse_args()
+    repeat = 2 if args.quick else 5
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {repeat} runs\n")
+
+    fixtures = [("vgg16", (3, 32, 32), {}), ("resnet18", (3, 224, 224), {}),
+                ("resnet152", (3, 224, 224), {}), ("densenet", (3, 224, 224), {}),
+                ("inception", (3, 224, 224), {}), ("unet", (3, 256, 256), {})]
+    print(f"{'fixture':<12}{'input':>14}{'nodes':>7}{'forward s':>11}{'analysis s':>12}{'ratio':>7}")
+    for name, shape, kwargs in fixtures:
+        model = rfalint.load_model(str(ROOT / "fixtures" / f"{name}.py"), kwargs).model
+        fwd = forward_time(model, shape, repeat)
+        ana = analysis_time(model, shape, repeat)
+        nodes = len(rfalint.analyze(model, shape).graph)
+        print(f"{name:<12}{'x'.join(map(str, shape)):>14}{nodes:>7}{fwd:>11.3f}{ana:>12.3f}"
+              f"{ana / fwd:>7.2f}")
+
+    print("\ndepth scaling (residual nets, width 16, 64x64 input)")
+    print(f"{'blocks':>7}{'nodes':>7}{'forward s':>11}{'analysis s':>12}{'ms/node':>9}")
+    for blocks in ((50, 200) if args.quick else (50, 200, 800)):
+        model = ResidualNet(blocks)
+        shape = (3, 64, 64)
+        fwd = forward_time(model, shape, max(1, repeat // 2))
+        ana = analysis_time(model, shape, max(1, repeat // 2))
+        nodes = len(rfalint.analyze(model, shape).graph)
+        print(f"{blocks:>7}{nodes:>7}{fwd:>11.3f}{ana:>12.3f}{1000 * ana / nodes:>9.3f}")
+
+    print("\npeak resident memory of one analysis (fresh process, MB)")
+    for target in ("fixtures/resnet18.py", "fixtures/resnet152.py"):
+        low, high = peak_memory_mb(str(ROOT / target), 224), peak_memory_mb(str(ROOT / target), 1024)
+        print(f"{target:<24} 224 px: {low:8.1f}   1024 px: {high:8.1f}   ratio {high / low:.2f}")
+
+
+if __name__ == "__main__":
+    main()

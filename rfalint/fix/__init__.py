@@ -1,0 +1,175 @@
+"""``rfalint fix``: the paper's design strategies, made executable.
+
+The pipeline, one module per stage:
+
+1. capture the graph and analyse it (:func:`rfalint.analyze`: border, cut, tail);
+2. export it as a flat spec (:func:`rfalint.spec.from_graph`: one layer per node, same names);
+3. rewrite the spec (:mod:`~rfalint.fix.strategies` on :mod:`~rfalint.fix.rewrite`);
+4. build, run and re-check the result (:mod:`~rfalint.fix.verify`);
+5. only then write it: YAML (:func:`rfalint.spec.dump`), Python
+   (:mod:`~rfalint.fix.emit_python`), weights (:mod:`~rfalint.fix.weights`).
+
+:func:`estimate` gives ``check`` the same candidates without writing or running anything.
+
+Example::
+
+    >>> import torch.nn as nn, rfalint.fix as fix
+    >>> net = nn.Sequential(*[nn.Conv2d(3, 3, 3, padding=1) for _ in range(6)],
+    ...                     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 10))
+    >>> result = fix.fix(net, (3, 8, 8), "truncate")
+    >>> result.before.tail_convs, result.after.tail_convs, result.after.r_max_final
+    (2, 0, (9, 9))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch.nn as nn
+
+from rfalint import spec as spec_api
+from rfalint.analysis import Analysis, analyze_graph
+from rfalint.analysis.cost import Cost
+from rfalint.capture import capture
+from rfalint.errors import RfalintError, UsageError
+from rfalint.fix.emit_python import emit_python
+from rfalint.fix.output import check_output, write_all
+from rfalint.fix.report import estimate_lines, render_fix
+from rfalint.fix.strategies import (NotApplicable, Rewrite, ancestors, remove_stem, truncate,
+                                     width)
+from rfalint.fix.verify import Figures, figures, probe, verify
+from rfalint.fix.weights import Transfer, load_weights, save_weights, transfer
+
+# Strategies that remove the unproductive tail; ``auto`` chooses among them.
+TAIL_STRATEGIES: dict[str, Callable[[Analysis, dict[str, Any]], Rewrite]] = {
+    "truncate": truncate,
+    "remove-stem": remove_stem,
+}
+STRATEGIES = (*TAIL_STRATEGIES, "width", "auto")
+PREFERENCES = ("params", "macs", "balanced")
+
+
+@dataclass
+class Candidate:
+    """One strategy evaluated: its figures, or why it does not apply."""
+
+    strategy: str
+    figures: Figures | None = None
+    reason: str = ""
+    rewrite: Rewrite | None = field(default=None, repr=False)
+    model: nn.Module | None = field(default=None, repr=False)
+
+
+@dataclass
+class FixResult:
+    strategy: str  # the strategy applied (auto: the one chosen)
+    before: Figures
+    rewrite: Rewrite | None  # None: nothing to fix
+    after: Figures | None = None
+    model: nn.Module | None = field(default=None, repr=False)  # built and verified
+    candidates: list[Candidate] = field(default_factory=list)  # auto: every one evaluated
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.rewrite.spec
+
+
+def fix(model: nn.Module, input_shape: tuple[int, ...], strategy: str, name: str = "model",
+        prefer: str = "balanced", factor: float | None = None) -> FixResult:
+    """Rewrite ``model`` with ``strategy`` and verify the result; raises RfalintError
+    (UsageError: the strategy does not apply; ModelError: the result fails verification)."""
+    if strategy not in STRATEGIES:
+        raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if prefer not in PREFERENCES:
+        raise UsageError(f"--prefer must be one of {', '.join(PREFERENCES)}, got {prefer!r}")
+    if (strategy == "width") != (factor is not None):
+        raise UsageError("--factor goes with --strategy width (and width needs --factor)")
+    analysis = analyze_graph(capture(model, tuple(input_shape), name=name))
+    before = figures(model, analysis)
+    if strategy != "width" and not analysis.border.tail:
+        return FixResult(strategy, before, None)
+    spec = spec_api.from_graph(analysis.graph, name)
+    if strategy == "width":
+        rewrite = width(analysis, spec, factor)
+        checked = verify(rewrite.spec, analysis.graph.input_shape, clean=False)
+        return FixResult(strategy, before, rewrite, checked.figures, checked.model)
+    if strategy != "auto":
+        rewrite = TAIL_STRATEGIES[strategy](analysis, spec)
+        checked = verify(rewrite.spec, analysis.graph.input_shape, clean=True)
+        return FixResult(strategy, before, rewrite, checked.figures, checked.model)
+    candidates = []
+    for name_, apply in TAIL_STRATEGIES.items():
+        try:
+            rewrite = apply(analysis, spec)
+            checked = verify(rewrite.spec, analysis.graph.input_shape, clean=True)
+        except RfalintError as exc:
+            candidates.append(Candidate(name_, reason=str(exc)))
+        else:
+            candidates.append(Candidate(name_, checked.figures, "", rewrite, checked.model))
+    usable = [c for c in candidates if c.figures is not None]
+    if not usable:
+        raise NotApplicable("auto: no strategy applies: " +
+                            "; ".join(f"{c.strategy}: {c.reason}" for c in candidates))
+    best = min(usable, key=lambda c: _score(c.figures, before, prefer))
+    return FixResult(best.strategy, before, best.rewrite, best.figures, best.model, candidates)
+
+
+def _score(after: Figures, before: Figures, prefer: str) -> tuple[float, ...]:
+    """Smaller is better; ties go to the other measure, then to the table's order."""
+    params = after.params / max(before.params, 1)
+    macs = after.macs / max(before.macs, 1)
+    return {"params": (params, macs), "macs": (macs, params),
+            "balanced": (params + macs, params)}[prefer]
+
+
+def estimate(model: nn.Module, analysis: Analysis, cost: Cost) -> list[Candidate]:
+    """Estimated figures of the tail strategies, for ``check``: nothing is written or run.
+
+    Truncation is priced from the checked model's own cost per node (the kept nodes plus
+    the new classifier); stem removal is rewritten, built on meta tensors and re-analysed
+    (:func:`~rfalint.fix.verify.probe`) with the graph counter.
+    """
+    if not analysis.border.tail:
+        return []
+    out = [_estimate_truncate(analysis, cost)]
+    try:
+        rewrite = remove_stem(analysis, spec_api.from_graph(analysis.graph, "model"))
+        out.append(Candidate("remove-stem", figures(*probe(rewrite.spec,
+                                                           analysis.graph.input_shape))))
+    except RfalintError as exc:
+        out.append(Candidate("remove-stem", reason=str(exc)))
+    return out
+
+
+def _estimate_truncate(analysis: Analysis, cost: Cost) -> Candidate:
+    graph, border = analysis.graph, analysis.border
+    linears = [graph[i].module for i in sorted(border.head) if isinstance(graph[i].module, nn.Linear)]
+    if not linears:
+        return Candidate("truncate", reason="no linear classifier after the readout")
+    kept = ancestors(graph, border.cut)
+    channels, classes = graph[border.cut].out_shape[1], linears[-1].out_features
+    bias = classes if linears[-1].bias is not None else 0
+    params = sum(cost.params[i] for i in kept) + channels * classes + bias
+    macs = sum(cost.macs[i] for i in kept) + channels * classes
+    return Candidate("truncate", Figures(params, macs, 0,
+                                         tuple(analysis.rfs[border.cut].r_max), graph.resolution))
+
+
+def _header(result: FixResult, origin: str) -> str:
+    from rfalint import __version__
+
+    shape = "x".join(map(str, result.before.resolution))
+    return (f"rfalint {__version__} fix --strategy {result.strategy} of {origin} at {shape} px: "
+            + "; ".join(result.rewrite.changes))
+
+
+# --emit: how a verified result is written.
+EMITTERS: dict[str, Callable[[FixResult, str], str]] = {
+    "yaml": lambda result, origin: spec_api.dump(result.spec, header=_header(result, origin)),
+    "python": lambda result, origin: emit_python(result.spec, header=_header(result, origin)),
+}
+
+__all__ = ["EMITTERS", "check_output", "estimate_lines", "render_fix", "write_all", "Candidate", "FixResult", "Figures", "NotApplicable", "PREFERENCES", "Rewrite",
+           "STRATEGIES", "Transfer", "emit_python", "estimate", "fix", "load_weights",
+           "save_weights", "transfer"]

@@ -1,0 +1,182 @@
+"""A spec as a standalone, readable ``nn.Module`` source file (``fix --emit python``).
+
+The file needs only torch. ``__init__`` constructs every module under its spec name, with
+small ``Scope`` containers for dotted names (``layer1.0.conv1``), so ``state_dict`` keys
+are the spec's and weights saved by ``fix --save-weights`` load into it. ``forward`` is
+straight-line code over the layer list; functional ops are written as the torch calls
+they stand for (the table below), so no rfalint module is needed at run time.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from rfalint.spec import Document, parse
+from rfalint.spec.document import INPUT
+from rfalint.spec.ops import OPS
+
+_RESERVED = {"x", "self", "torch", "nn", "F", "Scope"}
+
+
+def _kwargs(args: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args.items())
+
+
+def _call(prefix: str, name: str) -> Callable[[list[str], dict[str, Any]], str]:
+    def write(xs: list[str], args: dict[str, Any]) -> str:
+        return f"{prefix}.{name}({', '.join([*xs, *([_kwargs(args)] if args else [])])})"
+    return write
+
+
+def _reduce(method: str) -> Callable[[list[str], dict[str, Any]], str]:
+    def write(xs: list[str], args: dict[str, Any]) -> str:
+        if args.get("dim") is None:
+            return f"{xs[0]}.{method}()"
+        keep = ", keepdim=True" if args.get("keepdim") else ""
+        return f"{xs[0]}.{method}({args['dim']!r}{keep})"
+    return write
+
+
+def _per_sample(method: str) -> Callable[[list[str], dict[str, Any]], str]:
+    def write(xs: list[str], args: dict[str, Any]) -> str:
+        shape = ", ".join(map(str, args["shape"]))
+        return f"{xs[0]}.{method}({xs[0]}.shape[0], {shape})"
+    return write
+
+
+# Ops whose spec function is not a plain torch / torch.nn.functional function.
+_SPECIAL: dict[str, Callable[[list[str], dict[str, Any]], str]] = {
+    "add": lambda xs, a: f"{xs[0]} + {xs[1]}",
+    "sub": lambda xs, a: f"{xs[0]} - {xs[1]}",
+    "mul": lambda xs, a: f"{xs[0]} * {xs[1]}",
+    "div": lambda xs, a: f"{xs[0]} / {xs[1]}",
+    "cat": lambda xs, a: f"torch.cat([{', '.join(xs)}], dim={a.get('dim', 0)!r})",
+    "expand_as": lambda xs, a: f"{xs[0]}.expand_as({xs[1]})",
+    "contiguous": lambda xs, a: f"{xs[0]}.contiguous()",
+    "dropout": lambda xs, a: f"F.dropout({xs[0]}, p={a.get('p', 0.5)!r}, training=self.training)",
+    "softmax": _call("F", "softmax"),
+    "log_softmax": _call("F", "log_softmax"),
+    "view": _per_sample("view"),
+    "reshape": _per_sample("reshape"),
+    "permute": lambda xs, a: f"{xs[0]}.permute({', '.join(map(str, a['dims']))})",
+    "squeeze": lambda xs, a: f"{xs[0]}.squeeze({'' if a.get('dim') is None else repr(a['dim'])})",
+    **{name: _reduce(name) for name in ("mean", "sum", "amax", "amin")},
+}
+
+
+def _writer(op: str) -> Callable[[list[str], dict[str, Any]], str]:
+    """How to write ``op`` as Python: the special table, else the torch function itself."""
+    if op in _SPECIAL:
+        return _SPECIAL[op]
+    fn = OPS[op].fn
+    for prefix, namespace in (("F", F), ("torch", torch)):
+        if getattr(namespace, fn.__name__, None) is fn:
+            return _call(prefix, fn.__name__)
+    raise KeyError(f"no Python form for op '{op}'")
+
+
+def _attr(parts: list[str]) -> str:
+    text = "self"
+    for part in parts:
+        text += f".{part}" if part.isidentifier() and not keyword.iskeyword(part) else f"[{part!r}]"
+    return text
+
+
+def _class_name(name: str) -> str:
+    words = re.split(r"[^A-Za-z0-9]+", name)
+    text = "".join(w[:1].upper() + w[1:] for w in words if w)
+    return text if text[:1].isalpha() else f"Model{text}"
+
+
+def emit_python(spec: dict[str, Any], header: str = "") -> str:
+    """Python source of a module that builds ``spec``'s architecture (no rfalint import)."""
+    doc: Document = parse(spec)
+    cls = _class_name(doc.name)
+    init: list[str] = []
+    scopes: set[str] = set()
+    for layer in doc.layers:
+        if layer.reuse is not None or layer.type.is_op:
+            continue
+        *parents, leaf = layer.name.split(".")
+        for i in range(1, len(parents) + 1):
+            scope = ".".join(parents[:i])
+            if scope not in scopes:
+                scopes.add(scope)
+                init.append(_assign(parents[:i - 1], parents[i - 1], "Scope()"))
+        init.append(_assign(parents, leaf, f"nn.{layer.type.name}({_kwargs(layer.args)})"))
+    names = _variables(doc)
+    definers = {layer.name: layer for layer in doc.layers}
+    forward: list[str] = []
+    for layer in doc.layers:
+        xs = [names[s] for s in layer.inputs]
+        module = definers[layer.reuse] if layer.reuse is not None else layer
+        if module.type.is_op:
+            expr = _writer(module.type.name)(xs, module.args)
+        else:
+            expr = f"{_attr(module.name.split('.'))}({', '.join(xs)})"
+        forward.append(f"{names[layer.name]} = {expr}")
+    outputs = ", ".join(names[o] for o in doc.outputs)
+    shape = tuple(doc.input_shape)
+    lines = [
+        f'"""{doc.name}: {header}' if header else f'"""{doc.name}',
+        "",
+        "Standalone: needs only torch. Module names follow the spec, so state dicts saved by",
+        "`rfalint fix --save-weights` load with `model.load_state_dict(torch.load(path))`.",
+        '"""',
+        "import torch",
+        "import torch.nn as nn",
+        "import torch.nn.functional as F",
+        "",
+        f"INPUT_SHAPE = {shape!r}  # (channels, *spatial) the architecture was checked at",
+        "",
+        "",
+        "class Scope(nn.Module):",
+        '    """A namespace of layers (layer1, layer1.0): holds modules, never called."""',
+        "",
+        "    def __getitem__(self, name):",
+        "        return self._modules[name]",
+        "",
+        "",
+        f"class {cls}(nn.Module):",
+        "    def __init__(self):",
+        "        super().__init__()",
+        *(f"        {line}" for line in init),
+        "",
+        "    def forward(self, x):",
+        *(f"        {line}" for line in forward),
+        f"        return {outputs}",
+        "",
+        "",
+        "def build():",
+        f"    return {cls}()",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _assign(parents: list[str], leaf: str, value: str) -> str:
+    owner = _attr(parents)
+    if leaf.isidentifier() and not keyword.iskeyword(leaf):
+        return f"{owner}.{leaf} = {value}"
+    return f"{owner}.add_module({leaf!r}, {value})"
+
+
+def _variables(doc: Document) -> dict[str, str]:
+    names = {INPUT: "x"}
+    used = set(_RESERVED)
+    for layer in doc.layers:
+        base = re.sub(r"\W", "_", layer.name)
+        if not base.isidentifier() or keyword.iskeyword(base):
+            base = f"x_{base}"
+        candidate, n = base, 1
+        while candidate in used:
+            n += 1
+            candidate = f"{base}_{n}"
+        used.add(candidate)
+        names[layer.name] = candidate
+    return names

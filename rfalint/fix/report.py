@@ -1,0 +1,68 @@
+"""The before/after and trade-off tables that ``fix`` prints and ``check`` summarises."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from rfalint.fix.verify import Figures
+
+if TYPE_CHECKING:
+    from rfalint.fix import Candidate, FixResult
+
+
+def _axes(values: tuple[int, ...]) -> str:
+    return "x".join(map(str, values)) if len(set(values)) > 1 else str(values[0])
+
+
+def cells(fig: Figures) -> tuple[str, str, str, str]:
+    """params, MACs (millions), tail conv layers, final r_max vs input."""
+    return (f"{fig.params:,}", f"{fig.macs / 1e6:,.2f}", str(fig.tail_convs),
+            f"{_axes(fig.r_max_final)} vs {_axes(fig.resolution)}")
+
+
+COLUMNS = ("params", "MACs (M)", "tail convs", "r_max final vs input")
+
+
+def _table(title: str) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("model")
+    for column in COLUMNS:
+        table.add_column(column, justify="right")
+    return table
+
+
+def render_fix(result: FixResult, console: Console) -> None:
+    if result.candidates:
+        table = _table("candidates (auto)")
+        table.add_row("before", *cells(result.before))
+        for c in result.candidates:
+            mark = "  << chosen" if c.strategy == result.strategy else ""
+            if c.figures is None:
+                table.add_row(c.strategy, f"n/a: {c.reason}", "", "", "")
+            else:
+                table.add_row(c.strategy + mark, *cells(c.figures))
+        console.print(table)
+    table = _table(f"{result.strategy}: before / after (MACs: 1 multiply-add = 1; FLOPs = 2 x MACs)")
+    table.add_row("before", *cells(result.before))
+    table.add_row("after", *cells(result.after))
+    console.print(table)
+    for change in result.rewrite.changes:
+        console.print(f"- {change}")
+
+
+def estimate_lines(candidates: list[Candidate], before_params: int, before_macs: int) -> list[str]:
+    """The 'Candidate fixes (estimated)' lines of the check report."""
+    lines = ["Candidate fixes (estimated; `rfalint fix` writes them):"]
+    for c in candidates:
+        if c.figures is None:
+            lines.append(f"  {c.strategy:<12} n/a: {c.reason}")
+            continue
+        f = c.figures
+        lines.append(f"  {c.strategy:<12} params {before_params:,} -> {f.params:,}, "
+                     f"MACs {before_macs / 1e6:,.2f} M -> {f.macs / 1e6:,.2f} M, "
+                     f"tail {f.tail_convs} convs, r_max final {_axes(f.r_max_final)} vs "
+                     f"{_axes(f.resolution)} px")
+    return lines

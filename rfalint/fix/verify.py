@@ -1,0 +1,83 @@
+"""Build a rewritten spec, run it, re-check it and put numbers on it.
+
+:func:`probe` is the cheap form (``meta`` tensors: no memory, no compute) that strategies
+use between steps and ``check`` uses for its estimates; :func:`verify` is what ``fix``
+requires before it writes anything: real weights, a real forward at the target
+resolution, and a re-check. Both price models with rfalint's graph counter, which agrees
+with fvcore node by node and needs no traced forward (see :mod:`rfalint.analysis.cost`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from rfalint import spec as spec_api
+from rfalint.analysis import Analysis, analyze_graph
+from rfalint.analysis.cost import GRAPH, measure
+from rfalint.capture import capture
+from rfalint.errors import ModelError
+from rfalint.graph import Kind
+from rfalint.spec import SpecError
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What the before/after tables show for one model at one resolution."""
+
+    params: int
+    macs: int  # 1 fused multiply-add = 1 MAC; FLOPs = 2 x MACs
+    tail_convs: int  # conv layers in the unproductive tail
+    r_max_final: tuple[int, ...]  # RF entering the readout, per axis
+    resolution: tuple[int, ...]
+
+
+def figures(model: nn.Module, analysis: Analysis) -> Figures:
+    cost = measure(model, analysis.graph, counter=GRAPH)
+    graph = analysis.graph
+    tail = sum(1 for i in analysis.border.tail if graph[i].kind is Kind.CONV)
+    return Figures(cost.params_total, cost.macs_total, tail, tuple(analysis.rf_final.r_max),
+                   graph.resolution)
+
+
+def probe(spec: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[nn.Module, Analysis]:
+    """Build ``spec`` on the meta device and analyse it; a spec that does not build is a
+    :class:`ModelError` (a rewrite that broke shapes)."""
+    try:
+        with torch.device("meta"):
+            model = spec_api.build(spec)
+    except SpecError as exc:
+        raise ModelError(f"the rewritten model does not build: {exc}") from None
+    return model, analyze_graph(capture(model, tuple(input_shape), name=spec.get("name", "model")))
+
+
+@dataclass
+class Verified:
+    model: nn.Module  # real, freshly initialised weights
+    analysis: Analysis
+    figures: Figures
+
+
+def verify(spec: dict[str, Any], input_shape: tuple[int, ...], clean: bool) -> Verified:
+    """Build ``spec``, run it on a zero input of ``input_shape`` and re-check it; with
+    ``clean``, an unproductive layer left is a failure. Every failure is a ModelError."""
+    try:
+        model = spec_api.build(spec)
+    except SpecError as exc:
+        raise ModelError(f"the rewritten model does not build: {exc}") from None
+    model.eval()
+    with torch.no_grad():
+        try:
+            model(torch.zeros((1, *input_shape)))
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"the rewritten model does not run at {input_shape}: {first}") from None
+    analysis = analyze_graph(capture(model, tuple(input_shape), name=spec.get("name", "model")))
+    result = figures(model, analysis)
+    if clean and result.tail_convs:
+        raise ModelError(f"the rewritten model still has {result.tail_convs} unproductive conv "
+                         f"layers at {'x'.join(map(str, result.resolution))} px")
+    return Verified(model, analysis, result)

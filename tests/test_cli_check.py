@@ -1,0 +1,179 @@
+"""`rfalint check` end to end: output, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from rfalint.cli import main
+
+from conftest import FIXTURES, ROOT
+
+
+def run_cli(capsys, monkeypatch, *args):
+    monkeypatch.setattr(sys, "argv", ["rfalint", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(tmp_path, name, source):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    return str(path)
+
+
+TINY = """
+    import torch.nn as nn
+
+    def tiny(depth=3, width=4):
+        layers = [nn.Conv2d(3, width, 3, padding=1)]
+        layers += [nn.Conv2d(width, width, 3, padding=1) for _ in range(depth - 1)]
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 2))
+"""
+
+
+def test_vgg16_text_report_and_exit_code(capsys, monkeypatch):
+    code, out, err = run_cli(capsys, monkeypatch, "check", str(FIXTURES / "vgg16.py"), "--res", "32")
+    assert code == 1, err
+    assert "features.24 #8  << b_min" in out
+    assert "RFA101" in out and "input r_min 44 > 32 px" in out
+
+
+def test_json_report_fields_and_determinism(capsys, monkeypatch):
+    args = ("check", str(FIXTURES / "resnet18.py"), "--res", "32", "--format", "json",
+            "--arg", "num_classes=10")
+    code, out, _ = run_cli(capsys, monkeypatch, *args)
+    assert code == 1
+    report = json.loads(out)
+    assert report["schema_version"] == 1
+    assert report["input_shape"] == [3, 32, 32]
+    assert report["border"]["b_min"] == "layer3.1.conv1" and report["border"]["b_max"] == "layer1.1.conv2"
+    assert report["summary"]["rf_max_final"] == [435, 435]
+    conv1 = next(layer for layer in report["layers"] if layer["name"] == "conv1")
+    assert conv1 == {**conv1, "type": "Conv2d", "out_shape": [64, 16, 16], "r_min": [7, 7],
+                     "r_max": [7, 7], "status": "productive"}
+    statuses = {layer["status"] for layer in report["layers"]}
+    assert statuses == {"productive", "critical", "unproductive", "head"}
+    assert "layer4.1.conv2" in report["tail"]
+    assert report["layers"][-1]["name"] == "fc" and report["layers"][-1]["status"] == "head"
+    assert {f["code"] for f in report["findings"]} >= {"RFA101", "RFA102", "RFA103"}
+    assert all(set(f) >= {"code", "severity", "layer", "message"} for f in report["findings"])
+    assert run_cli(capsys, monkeypatch, *args)[1] == out
+
+
+def test_clean_model_exits_zero_and_fail_on(capsys, monkeypatch, tmp_path):
+    model = write(tmp_path, "tiny.py", TINY)
+    code, out, _ = run_cli(capsys, monkeypatch, "check", model, "--res", "8")
+    assert code == 0 and "b_min: none" in out
+    code, _, _ = run_cli(capsys, monkeypatch, "check", model, "--res", "8", "--arg", "depth=6")
+    assert code == 1
+    code, _, _ = run_cli(capsys, monkeypatch, "check", model, "--res", "8", "--arg", "depth=6",
+                         "--fail-on", "never")
+    assert code == 0
+    code, _, _ = run_cli(capsys, monkeypatch, "check", model, "--res", "64", "--fail-on", "warning")
+    assert code == 1  # under-coverage is a warning
+
+
+def test_target_forms(capsys, monkeypatch, tmp_path):
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models.py").write_text(textwrap.dedent(TINY) + "\nclass Other(nn.Module):\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, monkeypatch, "check", "mypkg.models:tiny", "--res", "8", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["model"] == "mypkg.models:tiny"
+    code, out, _ = run_cli(capsys, monkeypatch, "check", "mypkg/models.py:tiny", "--res", "12x8",
+                           "--format", "json")
+    report = json.loads(out)
+    assert report["input_shape"] == [3, 12, 8]
+
+
+def test_non_square_input_and_channels(capsys, monkeypatch, tmp_path):
+    model = write(tmp_path, "gray.py", TINY.replace("nn.Conv2d(3,", "nn.Conv2d(1,"))
+    code, out, err = run_cli(capsys, monkeypatch, "check", f"{model}:tiny", "--res", "224x160",
+                             "--in-channels", "1", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["input_shape"] == [1, 224, 160]
+    assert report["summary"]["rf_max_final"] == [7, 7]
+
+
+def test_conv1d_and_conv3d_targets(capsys, monkeypatch):
+    code, out, err = run_cli(capsys, monkeypatch, "check", str(FIXTURES / "audio1d.py"), "--res", "16000",
+                             "--format", "json")
+    assert code in (0, 1), err
+    assert json.loads(out)["input_shape"][1:] == [16000]
+    code, out, err = run_cli(capsys, monkeypatch, "check", str(FIXTURES / "video3d.py"), "--res", "16x32x32",
+                             "--format", "json")
+    assert code in (0, 1), err
+    assert len(json.loads(out)["summary"]["rf_max_final"]) == 3
+
+
+BAD_INPUTS = {
+    "missing path": (["check", "nope/missing.py", "--res", "32"], "no such file"),
+    "res zero": (["check", "{tiny}", "--res", "0"], "N, HxW or DxHxW with positive integers"),
+    "res negative": (["check", "{tiny}", "--res", "-3"], "N, HxW or DxHxW with positive integers"),
+    "res text": (["check", "{tiny}", "--res", "abc"], "N, HxW or DxHxW with positive integers"),
+    "no res": (["check", "{tiny}"], "--res is required"),
+    "syntax error": (["check", "{syntax}", "--res", "32"], "syntax.py:3: error importing"),
+    "import error": (["check", "{importerr}", "--res", "32"], "importerr.py:2: error importing"),
+    "no model": (["check", "{empty}", "--res", "32"], "defines no nn.Module"),
+    "ambiguous": (["check", "{two}", "--res", "32"], "several models found (A, B); pick one"),
+    "unknown name": (["check", "{tiny}:tinny", "--res", "32"], "did you mean 'tiny'"),
+    "wrong arg": (["check", "{tiny}", "--res", "32", "--arg", "dept=3"], "wrong arguments for tiny"),
+    "bad arg syntax": (["check", "{tiny}", "--res", "32", "--arg", "depth"], "--arg expects key=value"),
+    "too small": (["check", "{strided}", "--res", "4"], "too small for this model: the feature map collapses at '1'"),
+    "forward raises": (["check", "{raises}", "--res", "8"], "forward raised ValueError at 'the top-level forward': nope"),
+    "unknown module": (["check", "nosuchpkg.models:net", "--res", "8"], "no module named 'nosuchpkg'"),
+    "bad fail-on": (["check", "{tiny}", "--res", "8", "--fail-on", "fatal"], "--fail-on must be one of"),
+    "unknown rule": (["rule", "RFA999"], "unknown rule"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2(case, capsys, monkeypatch, tmp_path):
+    files = {
+        "tiny": write(tmp_path, "tiny.py", TINY),
+        "syntax": write(tmp_path, "syntax.py", "import torch\n\ndef f(:\n    pass\n"),
+        "importerr": write(tmp_path, "importerr.py", "import torch\nimport not_a_module_xyz\n"),
+        "empty": write(tmp_path, "empty.py", "import torch.nn as nn\nX = 1\n"),
+        "two": write(tmp_path, "two.py", "import torch.nn as nn\nclass A(nn.Module):\n    pass\n"
+                                         "class B(nn.Module):\n    pass\n"),
+        "strided": write(tmp_path, "strided.py", "import torch.nn as nn\ndef net():\n"
+                                                 "    return nn.Sequential(*[nn.Conv2d(3, 3, 3, 2) for _ in range(3)])\n"),
+        "raises": write(tmp_path, "raises.py", "import torch.nn as nn\nclass Net(nn.Module):\n"
+                                               "    def forward(self, x):\n        raise ValueError('nope')\n"),
+    }
+    args, expected = BAD_INPUTS[case]
+    args = [a.format(**files) for a in args]
+    code, out, err = run_cli(capsys, monkeypatch, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("rfalint: error:") and expected in lines[0], lines[0]
+    assert "Traceback" not in err and out == ""
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    model = write(tmp_path, "tiny.py", TINY)
+    proc = subprocess.run([sys.executable, "-m", "rfalint", "check", model, "--res", "abc", "--debug"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_python_dash_m_and_rules_listing():
+    proc = subprocess.run([sys.executable, "-m", "rfalint", "rules"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "RFA101" in proc.stdout and "unproductive-layer" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "rfalint", "rule", "RFA101"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "border layer" in proc.stdout

@@ -1,0 +1,49 @@
+"""Every rule's VALID examples produce none of its findings; INVALID ones at least one."""
+
+from __future__ import annotations
+
+import pytest
+
+import rfalint
+from rfalint.rules import RULES, get_rule, run_rules
+
+CASES = [(rule, example, kind) for rule in RULES
+         for kind, examples in (("valid", rule.valid), ("invalid", rule.invalid))
+         for example in examples]
+
+
+def test_every_rule_has_examples_and_docs():
+    codes = [rule.code for rule in RULES]
+    assert len(codes) == len(set(codes))
+    for rule in RULES:
+        assert rule.valid and rule.invalid, rule.code
+        assert rule.summary and rule.explanation, rule.code
+
+
+@pytest.mark.parametrize("rule, example, kind", CASES,
+                         ids=[f"{r.code}-{k}-{i}" for i, (r, _, k) in enumerate(CASES)])
+def test_rule_examples(rule, example, kind):
+    analysis = rfalint.analyze(example.build(), example.input_shape)
+    found = [f for f in rule.check(analysis)]
+    if kind == "valid":
+        assert found == []
+    else:
+        assert found and all(f.code == rule.code for f in found)
+
+
+def test_select_ignore_prefixes_and_per_layer_ignores():
+    rule = get_rule("RFA101")
+    analysis = rfalint.analyze(rule.invalid[0].build(), rule.invalid[0].input_shape)
+    everything = {f.code for f in run_rules(analysis)}
+    assert {"RFA101", "RFA105"} <= everything
+    assert {f.code for f in run_rules(analysis, select=["RFA10"], ignore=["RFA105"])} == \
+        everything & {"RFA101", "RFA102", "RFA103", "RFA104"}
+    layers = {f.layer for f in run_rules(analysis, select=["RFA101"])}
+    kept = {f.layer for f in run_rules(analysis, select=["RFA101"],
+                                       per_layer_ignores={"1?": ["RFA1"]})}
+    assert kept == {name for name in layers if not (len(name) == 2 and name.startswith("1"))}
+
+
+def test_unknown_rule_code():
+    with pytest.raises(rfalint.errors.UsageError, match="unknown rule"):
+        get_rule("RFA999")
