@@ -75,15 +75,18 @@ import resource, sys
 sys.path.insert(0, {root!r})
 import rfalint
 model = rfalint.load_model({target!r}).model
+loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 rfalint.analyze(model, (3, {res}, {res}))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(loaded, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
-def peak_memory_mb(target: str, res: int) -> float:
+def peak_memory_mb(target: str, res: int) -> tuple[float, float]:
+    """Peak RSS (MB) after loading the model, and after one analysis, in a fresh process."""
     code = MEMORY_SNIPPET.format(root=str(ROOT), target=target, res=res)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    loaded, analysed = out.stdout.strip().splitlines()[-1].split()
+    return float(loaded), float(analysed)
 
 
 def main() -> None:
@@ -116,10 +119,11 @@ def main() -> None:
         nodes = len(rfalint.analyze(model, shape).graph)
         print(f"{blocks:>7}{nodes:>7}{fwd:>11.3f}{ana:>12.3f}{1000 * ana / nodes:>9.3f}")
 
-    print("\npeak resident memory of one analysis (fresh process, MB)")
+    print("\npeak resident memory (fresh process, MB): after loading the model -> after analysis")
     for target in ("fixtures/resnet18.py", "fixtures/resnet152.py"):
-        low, high = peak_memory_mb(str(ROOT / target), 224), peak_memory_mb(str(ROOT / target), 1024)
-        print(f"{target:<24} 224 px: {low:8.1f}   1024 px: {high:8.1f}   ratio {high / low:.2f}")
+        (load_lo, low), (load_hi, high) = (peak_memory_mb(str(ROOT / target), r) for r in (224, 1024))
+        print(f"{target:<24} 224 px: {load_lo:7.1f} -> {low:7.1f}   1024 px: {load_hi:7.1f} -> "
+              f"{high:7.1f}   ratio of peaks {high / low:.2f}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def best_of(repeat: int, fn) -> float:
 def meta_check(doc) -> None:
     with torch.device("meta"):
         model = _assemble(doc, Limits())
-    check_shapes(model, doc)
+    check_shapes(model, doc, Limits())
 
 
 def main() -> None:

@@ -47,6 +47,14 @@ class Transfer:
 IDENTITY = Transfer()
 
 
+def fmt_axes(values) -> str:
+    """(44, 44) -> '44'; (44, 20) -> '44x20'."""
+    values = tuple(values)
+    if len(set(values)) == 1:
+        return str(values[0])
+    return "x".join(str(v) for v in values)
+
+
 @dataclass
 class Window:
     """Sliding-window geometry per spatial axis (conv, pool, transposed conv)."""
@@ -68,6 +76,13 @@ class Window:
             else:
                 out.append(Transfer(footprint, Fraction(s)))
         return tuple(out)
+
+    def label(self) -> str:
+        """kernel/stride for tables: '3/2', '1x7/1 d2', '2/2 T' (transposed)."""
+        text = f"{fmt_axes(self.kernel)}/{fmt_axes(self.stride)}"
+        if max(self.dilation) > 1:
+            text += f" d{fmt_axes(self.dilation)}"
+        return text + (" T" if self.transposed else "")
 
     def footprint(self) -> tuple[int, ...]:
         return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
@@ -167,6 +182,16 @@ class Graph:
             if node.name == name:
                 return node
         raise KeyError(name)
+
+    def ancestors(self, node_id: int) -> set[int]:
+        """``node_id`` and every node it depends on."""
+        seen, stack = {node_id}, [node_id]
+        while stack:
+            for src in self.nodes[stack.pop()].inputs:
+                if src not in seen:
+                    seen.add(src)
+                    stack.append(src)
+        return seen
 
     def consumers(self) -> list[list[int]]:
         """Adjacency list: for each node id, the ids of nodes that read it."""

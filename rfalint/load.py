@@ -209,13 +209,12 @@ def _find_entry(module: ModuleType, name: str, target: str) -> tuple[str, Any]:
         if not _is_entry(obj):
             raise LoadError(f"{target}: {name!r} is not an nn.Module class, factory or instance")
         return name, obj
-    base = target
     if len(candidates) == 1:
         return next(iter(candidates.items()))
     if not candidates:
         raise LoadError(f"{target}: defines no nn.Module subclass, factory function or instance")
     listed = ", ".join(sorted(candidates))
-    raise LoadError(f"{target}: several models found ({listed}); pick one with {base}:NAME")
+    raise LoadError(f"{target}: several models found ({listed}); pick one with {target}:NAME")
 
 
 def _instantiate(name: str, entry: Any, kwargs: dict[str, Any]) -> nn.Module:

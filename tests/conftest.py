@@ -29,3 +29,14 @@ def conv_sequence(analysis, attr: str = "r_max") -> list[int]:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Many small float64 ops gain nothing from intra-op threads on a busy CI machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

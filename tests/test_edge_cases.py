@@ -130,8 +130,8 @@ def test_pareto_front_keeps_states_with_different_jumps():
     from rfalint.analysis.rf import AxisFronts
     from rfalint.graph import Transfer
 
-    a = AxisFronts(((Fr(3), Fr(2), Fr(1)),), ((Fr(3), Fr(2), Fr(1)),))
-    b = AxisFronts(((Fr(5), Fr(1), Fr(1)),), ((Fr(5), Fr(1), Fr(1)),))
+    a = AxisFronts(((Fr(3), Fr(0), Fr(2), Fr(1)),), ((Fr(3), Fr(0), Fr(2), Fr(1)),))
+    b = AxisFronts(((Fr(5), Fr(0), Fr(1), Fr(1)),), ((Fr(5), Fr(0), Fr(1), Fr(1)),))
     merged = AxisFronts.union([a, b])
     assert len(merged.upper) == 2 and merged.r_max == 5 and merged.r_min == 3
     after = merged.through(Transfer(5, Fr(1)))
@@ -143,10 +143,17 @@ def test_pareto_front_drops_dominated_states():
 
     from rfalint.analysis.rf import AxisFronts
 
-    states = [(Fr(r), Fr(j), Fr(1)) for r, j in ((3, 2), (5, 2), (4, 1), (7, 4))]
+    states = [(Fr(r), Fr(0), Fr(j), Fr(1)) for r, j in ((3, 2), (5, 2), (4, 1), (7, 4))]
     merged = AxisFronts.union([AxisFronts((p,), (p,)) for p in states])
-    assert merged.upper == ((Fr(7), Fr(4), Fr(1)),)
-    assert set(merged.lower) == {(Fr(3), Fr(2), Fr(1)), (Fr(4), Fr(1), Fr(1))}
+    assert merged.upper == ((Fr(7), Fr(0), Fr(4), Fr(1)),)
+    assert set(merged.lower) == {(Fr(3), Fr(0), Fr(2), Fr(1)), (Fr(4), Fr(0), Fr(1), Fr(1))}
+
+
+def test_windows_after_upsampling_accumulate_before_rounding():
+    """nearest x2 then two 2/1 pools: three neighbouring fine units straddle at most two
+    sources, so r is 2; rounding each pool up separately would give 3."""
+    net = nn.Sequential(nn.Upsample(scale_factor=2), nn.MaxPool1d(2, 1), nn.MaxPool1d(2, 1))
+    assert rf_of(net, (1, 32))["2"] == (2,)
 
 
 def test_even_window_after_upsampling_is_the_worst_phase():

@@ -19,6 +19,8 @@ from oracle import gradient_support_many
 
 from conftest import FIXTURES, fixture_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 MAX_R = 96  # probe layers whose RF fits; inputs stay small enough for float64 on CPU
 SHAPES = {"audio1d": (1, 1), "video3d": (3, 1, 1, 1)}
 SMALL = {"resnet": {"width": 8}, "mpnet": {"width": 8}, "densenet": {"growth_rate": 8},

@@ -106,7 +106,7 @@ BAD = {
     "reserved_name": (HEAD + "  - {name: forward, type: relu}\n", 5,
                       "'forward' is an nn.Module attribute"),
     "at_in_name": (HEAD + "  - {name: conv1@2, type: relu}\n", 5, "'@' is kept for second calls"),
-    "input_as_name": (HEAD + "  - {name: input, type: relu}\n", 5, "'input' names the model input"),
+    "input_as_name": (HEAD + "  - {name: input, type: relu}\n", 5, "'input' names the model or block input"),
     "repeat_over_limit": (HEAD + "  - {name: relus, type: relu, repeat: 100000}\n", 5,
                           "repeat 100000 is over the limit of 1000"),
     "repeat_not_count": (HEAD + "  - {name: relus, type: relu, repeat: -1}\n", 5,
@@ -181,10 +181,11 @@ def test_bad_spec_names_file_line_and_layer(case):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("case", ["malformed", "unknown_type", "wrong_arg_type", "unknown_arg",
-                                  "forward_ref", "self_cycle", "merge_mismatch",
-                                  "channel_mismatch", "empty_layers", "repeat_over_limit",
-                                  "python_object", "reuse_name"])
+@pytest.mark.parametrize("case", ["malformed", "unknown_type", "missing_arg", "wrong_arg_type",
+                                  "unknown_arg", "unknown_ref", "forward_ref", "self_cycle",
+                                  "merge_mismatch", "channel_mismatch", "empty_file",
+                                  "empty_layers", "repeat_over_limit", "python_object",
+                                  "reuse_name"])
 def test_cli_check_bad_spec_exits_2_with_one_line(tmp_path, case):
     text, line, message = BAD[case]
     path = tmp_path / "bad.yaml"
@@ -209,6 +210,10 @@ def test_limits():
         spec.loads(text, "spec.yaml", Limits(max_params=1_000_000))
     with pytest.raises(SpecError, match="larger than 100 bytes"):
         spec.loads(HEAD, "spec.yaml", Limits(max_bytes=100))
+    upsample = HEAD + "  - {name: up, type: Upsample, args: {scale_factor: 1000}}\n"
+    with pytest.raises(SpecError, match=r"spec.yaml:5: layer 'up': outputs 1568000000 values "
+                                        r"\(1, 8, 14000, 14000\) at the input size, more than"):
+        spec.loads(upsample, "spec.yaml")
     nested = BLOCKS + "  - {name: a, block: unit, args: {c: 3}, repeat: 1000}\n"
     with pytest.raises(SpecError, match="more than 500 layers"):
         spec.loads(nested, "spec.yaml", Limits(max_layers=500))

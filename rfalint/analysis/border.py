@@ -64,17 +64,6 @@ def covers(r: tuple[int, ...], size: tuple[int, ...]) -> bool:
     return all(ri > si for ri, si in zip(r, size))
 
 
-def _ancestors(graph: Graph, start: int) -> set[int]:
-    seen = {start}
-    stack = [start]
-    while stack:
-        for src in graph[stack.pop()].inputs:
-            if src not in seen:
-                seen.add(src)
-                stack.append(src)
-    return seen
-
-
 def _split_head(graph: Graph) -> tuple[set[int], set[int]]:
     """Non-spatial nodes that reach a spatial node are gates; the rest are the head."""
     reaches_spatial = [False] * len(graph)
@@ -157,8 +146,8 @@ def find_border(graph: Graph, rfs: list[NodeRF | None]) -> Border:
     tail: list[int] = []
     if b_min is not None:
         cut = path[path.index(b_min.node) - 1]
-        kept = _ancestors(graph, cut)
-        feeding = _ancestors(graph, readout if readout is not None else end)
+        kept = graph.ancestors(cut)
+        feeding = graph.ancestors(readout if readout is not None else end)
         tail = [n.id for n in graph if n.id in feeding and n.id not in kept and n.id not in head
                 and n.id != readout]
     border = Border(head, gates, readout, end, path, seq, b_min, b_max, cut, tail)

@@ -1,21 +1,23 @@
 """Receptive fields of every node: min and max over all input paths, per spatial axis.
 
-Each node keeps, per axis, two small Pareto sets of ``(r, jump, grid)`` states: one for
-the largest and one for the smallest RF over paths. A layer maps ``(r, j)`` to
-``(r + (span - 1) * j, j * stride)``, which is monotone in both, so dominated states can
-be dropped without losing the true min/max later. A merge is the union of its inputs'
-sets. Cost is linear in the number of nodes; paths are never enumerated (DenseNet has
-exponentially many).
+Each node keeps, per axis, two small Pareto sets of states: one for the largest and one
+for the smallest RF over paths. A layer maps ``(r, j)`` to ``(r + (span - 1) * j,
+j * stride)``, which is monotone in both, so dominated states can be dropped without
+losing the true min/max later. A merge is the union of its inputs' sets. Cost is linear
+in the number of nodes; paths are never enumerated (DenseNet has exponentially many).
 
-``grid`` handles upsampling exactly. After nearest x2 the jump is j/2, but neighbouring
-units either share a source or sit a whole source jump apart: a window of ``span`` units
-reads up to ``ceil((span - 1) * j / grid)`` source steps of ``grid`` pixels, where
-``grid`` is the spacing of the distinct sources (the jump before upsampling). Without
-upsampling ``grid == j`` and this is the textbook formula. RFs are the worst case over
-unit positions, which is what the gradient-support oracle measures. This is exact for
-stride-1 layers after upsampling (U-Net decoders); a *strided* window after upsampling
-only samples some phases, and there the worst phase is an upper bound (nearest x2 then
-a 2/2 pool reads one source, reported as two).
+Upsampling is handled exactly with a ``grid``. After nearest x2 the jump is j/2, but
+neighbouring units either share a source or sit a whole source step apart. So a state is
+``(base, extra, j, grid)``: ``base`` is the RF of one source unit on the grid of spacing
+``grid`` (the jump before upsampling) and ``extra`` the span, in input pixels, that the
+windows since then have added at the fine jump. ``extra`` can straddle up to
+``ceil(extra / grid)`` source steps, so ``r = base + ceil(extra / grid) * grid``; when a
+stride brings the units back onto distinct sources, ``extra`` is folded into ``base``.
+Without upsampling ``grid == j`` and this is the textbook formula. RFs are the worst
+case over unit positions, which is what the gradient-support oracle measures. This is
+exact for stride-1 layers after upsampling (U-Net decoders); a *strided* window right
+after upsampling only samples some phases, and there the worst phase is an upper bound
+(nearest x2 then a 2/2 pool reads one source, reported as two).
 """
 
 from __future__ import annotations
@@ -26,54 +28,62 @@ from fractions import Fraction
 
 from rfalint.graph import Graph, Transfer
 
-Pair = tuple[Fraction, Fraction, Fraction]  # (r, jump, grid)
+State = tuple[Fraction, Fraction, Fraction, Fraction]  # (base, extra, jump, grid)
 
 
-def _prune(pairs: set[Pair], largest: bool) -> tuple[Pair, ...]:
-    """Keep the Pareto front per grid: for max, drop states whose r and j are both no
-    larger than another's on the same grid (for min, no smaller)."""
+def _r(state: State) -> Fraction:
+    base, extra, _, grid = state
+    return base + math.ceil(extra / grid) * grid
+
+
+def _prune(states: set[State], largest: bool) -> tuple[State, ...]:
+    """Keep the Pareto front: for max, drop a state whose r and j are both no larger than
+    another's with the same grid and the same phase of ``extra`` (for min, no smaller)."""
     sign = 1 if largest else -1
-    ordered = sorted(pairs, key=lambda p: (p[2], sign * p[0], sign * p[1]), reverse=True)
-    front: list[Pair] = []
-    best: dict[Fraction, Fraction] = {}
-    for r, j, g in ordered:
-        if g not in best or sign * j > sign * best[g]:
-            front.append((r, j, g))
-            best[g] = j
+    groups: dict[tuple[Fraction, Fraction], list[State]] = {}
+    for state in states:
+        groups.setdefault((state[3], state[1] % state[3]), []).append(state)
+    front: list[State] = []
+    for group in groups.values():
+        best_j = None
+        for state in sorted(group, key=lambda s: (sign * _r(s), sign * s[2]), reverse=True):
+            if best_j is None or sign * state[2] > sign * best_j:
+                front.append(state)
+                best_j = state[2]
     return tuple(sorted(front))
 
 
-def _step(r: Fraction, j: Fraction, g: Fraction, t: Transfer) -> Pair:
-    grown = r + math.ceil((t.span - 1) * j / g) * g
-    j_out = j * t.stride
-    # Once the sampled units land on distinct sources again (j a multiple of the grid),
-    # they form a plain grid of spacing j.
-    g_out = j_out if (j_out / g).denominator == 1 else g
-    return grown, j_out, g_out
+def _step(state: State, t: Transfer) -> State:
+    base, extra, j, grid = state
+    extra += (t.span - 1) * j
+    j *= t.stride
+    if (j / grid).denominator == 1:  # units sit on distinct sources again: a plain grid
+        return base + math.ceil(extra / grid) * grid, Fraction(0), j, j
+    return base, extra, j, grid
 
 
-def _apply(pairs: tuple[Pair, ...], t: Transfer) -> set[Pair]:
-    return {_step(r, j, g, t) for r, j, g in pairs}
+def _apply(states: tuple[State, ...], t: Transfer) -> set[State]:
+    return {_step(state, t) for state in states}
 
 
 @dataclass(frozen=True)
 class AxisFronts:
     """Pareto fronts of one node on one axis."""
 
-    upper: tuple[Pair, ...]  # front for r_max
-    lower: tuple[Pair, ...]  # front for r_min
+    upper: tuple[State, ...]  # front for r_max
+    lower: tuple[State, ...]  # front for r_min
 
     @property
     def r_max(self) -> Fraction:
-        return max(r for r, _, _ in self.upper)
+        return max(_r(s) for s in self.upper)
 
     @property
     def r_min(self) -> Fraction:
-        return min(r for r, _, _ in self.lower)
+        return min(_r(s) for s in self.lower)
 
     @property
     def jump(self) -> Fraction:
-        return max(j for _, j, _ in self.upper)
+        return max(s[2] for s in self.upper)
 
     def through(self, t: Transfer) -> "AxisFronts":
         return AxisFronts(_prune(_apply(self.upper, t), True), _prune(_apply(self.lower, t), False))
@@ -85,7 +95,7 @@ class AxisFronts:
         return AxisFronts(_prune(upper, True), _prune(lower, False))
 
 
-_ONE = (Fraction(1), Fraction(1), Fraction(1))
+_ONE = (Fraction(1), Fraction(0), Fraction(1), Fraction(1))
 START = AxisFronts((_ONE,), (_ONE,))
 
 

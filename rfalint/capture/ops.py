@@ -266,21 +266,22 @@ _INTERP_TAPS = {"nearest": 1, "nearest-exact": 1, "linear": 2, "bilinear": 2, "t
 
 
 def interpolate(call: Call) -> Effect:
+    """Upsampling divides the jump; exact integer downsampling is a window (area: a pool)."""
     main = call.main
     if main.layout is None:
         return nonspatial(call)
     out = call.out_shapes[0]
     mode = call.args.get("mode") or "nearest"
-    scale = tuple(Fraction(out[d], main.shape[d]) for d in main.layout)
     if mode not in _INTERP_TAPS:
         return unknown(call, f"interpolate mode {mode!r}")
+    scale = tuple(Fraction(out[d], main.shape[d]) for d in main.layout)
     if mode == "area" or any(s < 1 for s in scale):
-        if mode in ("area",) or all((1 / s).denominator == 1 for s in scale):
-            factors = [int(1 / s) if s < 1 else 1 for s in scale]
-            if all((1 / s).denominator == 1 for s in scale if s < 1):
-                taps = factors if mode == "area" else [_INTERP_TAPS[mode] for _ in factors]
-                return _window_effect(call, Kind.POOL, taps, factors, 0, 1)
-        return unknown(call, f"interpolate downscaling by {scale} in mode {mode!r}")
+        factors = [1 / s for s in scale]
+        if any(s > 1 for s in scale) or any(f.denominator != 1 for f in factors):
+            return unknown(call, f"interpolate by non-integer or mixed factors {scale} ({mode!r})")
+        strides = [int(f) for f in factors]
+        taps = strides if mode == "area" else [_INTERP_TAPS[mode] if f > 1 else 1 for f in strides]
+        return _window_effect(call, Kind.POOL, taps, strides, 0, 1)
     taps = tuple(_INTERP_TAPS[mode] if s != 1 else 1 for s in scale)
     return Effect(Kind.RESAMPLE, main.layout, geometry=Resample(scale, taps, mode))
 

@@ -121,7 +121,7 @@ class _Recorder(TorchFunctionMode):
             in_shape=infos[0].shape,
             geometry=effect.geometry,
             module=module,
-            call_args={k: v for k, v in args.items() if not isinstance(v, torch.Tensor)},
+            call_args={k: v for k, v in args.items() if not _holds_tensor(v)},
             gates=effect.gates,
             scope=self.current_scope(),
             note=effect.note,
@@ -191,6 +191,10 @@ class _Recorder(TorchFunctionMode):
         name = f"{scope}.{op}" if scope else op
         self._record(op, op, name, inputs, bound, result, None)
         return result
+
+
+def _holds_tensor(value: Any) -> bool:
+    return any(isinstance(leaf, torch.Tensor) for leaf in tree_flatten(value)[0])
 
 
 def _bind(op: str, args: tuple, kwargs: dict) -> dict[str, Any]:

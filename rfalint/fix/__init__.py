@@ -36,7 +36,7 @@ from rfalint.errors import RfalintError, UsageError
 from rfalint.fix.emit_python import emit_python
 from rfalint.fix.output import check_output, write_all
 from rfalint.fix.report import estimate_lines, render_fix
-from rfalint.fix.strategies import (NotApplicable, Rewrite, ancestors, remove_stem, truncate,
+from rfalint.fix.strategies import (NotApplicable, Rewrite, remove_stem, truncate,
                                      width)
 from rfalint.fix.verify import Figures, figures, probe, verify
 from rfalint.fix.weights import Transfer, load_weights, save_weights, transfer
@@ -147,7 +147,7 @@ def _estimate_truncate(analysis: Analysis, cost: Cost) -> Candidate:
     linears = [graph[i].module for i in sorted(border.head) if isinstance(graph[i].module, nn.Linear)]
     if not linears:
         return Candidate("truncate", reason="no linear classifier after the readout")
-    kept = ancestors(graph, border.cut)
+    kept = graph.ancestors(border.cut)
     channels, classes = graph[border.cut].out_shape[1], linears[-1].out_features
     bias = classes if linears[-1].bias is not None else 0
     params = sum(cost.params[i] for i in kept) + channels * classes + bias

@@ -33,16 +33,6 @@ class Rewrite:
     fresh: set[str] = field(default_factory=set)  # layers whose module is new
 
 
-def ancestors(graph: Graph, start: int) -> set[int]:
-    seen, stack = {start}, [start]
-    while stack:
-        for src in graph[stack.pop()].inputs:
-            if src not in seen:
-                seen.add(src)
-                stack.append(src)
-    return seen
-
-
 def _strided(node: Node) -> bool:
     g = node.geometry
     return isinstance(g, Window) and not g.transposed and max(g.stride) > 1
@@ -66,7 +56,7 @@ def truncate(analysis: Analysis, spec: dict[str, Any]) -> Rewrite:
     classifier = linears[-1].module
     cut = graph[border.cut]
     layers = Layers(spec)
-    kept = {graph[i].name for i in ancestors(graph, border.cut) if i != 0}
+    kept = {graph[i].name for i in graph.ancestors(border.cut) if i != 0}
     dropped = [n for n in layers.names() if n not in kept]
     layers.keep_only(kept)
     channels = cut.out_shape[1]
@@ -75,9 +65,10 @@ def truncate(analysis: Analysis, spec: dict[str, Any]) -> Rewrite:
     flat = layers.free_name("flatten")
     layers.append(flat, "flatten", pool, {"start_dim": 1})
     head = layers.free_name(linears[-1].name)
-    layers.append(head, "Linear", flat, {"in_features": channels,
-                                        "out_features": classifier.out_features,
-                                        "bias": classifier.bias is not None})
+    args = {"in_features": channels, "out_features": classifier.out_features}
+    if classifier.bias is None:
+        args["bias"] = False
+    layers.append(head, "Linear", flat, args)
     b_min = graph[border.b_min.node]
     convs = sum(1 for i in border.tail if graph[i].kind is Kind.CONV)
     changes = [f"removed the border layer '{b_min.name}' (conv #{border.b_min.index} of the "
@@ -155,9 +146,8 @@ def _soften(analysis: Analysis, spec: dict[str, Any]) -> tuple[dict[str, Any], s
             layers.bypass(node.name)
         else:
             layers.args(node.name)["stride"] = 1
-    size = lambda s: "x".join(map(str, s))  # noqa: E731
     names = ", ".join(f"'{n.name}'" for n in group)
-    return layers.to_spec(), (f"downsampling {size(sizes[0])} -> {size(sizes[1])} removed "
+    return layers.to_spec(), (f"downsampling {_axes(sizes[0])} -> {_axes(sizes[1])} removed "
                               f"({names}: convs to stride 1, pools dropped)")
 
 

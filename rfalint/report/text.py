@@ -20,13 +20,7 @@ QUIET_KINDS = {Kind.POINTWISE, Kind.NONSPATIAL, Kind.INPUT}
 
 
 def _geometry(node) -> str:
-    g = node.geometry
-    if not isinstance(g, Window):
-        return ""
-    text = f"{fmt_axes(g.kernel)}/{fmt_axes(g.stride)}"
-    if max(g.dilation) > 1:
-        text += f" d{fmt_axes(g.dilation)}"
-    return text + (" T" if g.transposed else "")
+    return node.geometry.label() if isinstance(node.geometry, Window) else ""
 
 
 def _shown(result: CheckResult, node, all_nodes: bool) -> bool:

@@ -7,7 +7,8 @@ from typing import Iterable, Mapping
 
 from rfalint.analysis import Analysis
 from rfalint.errors import UsageError
-from rfalint.rules.base import Example, Finding, Rule, Severity, fmt_axes
+from rfalint.graph import fmt_axes
+from rfalint.rules.base import Example, Finding, Rule, Severity
 from rfalint.rules.catalog import RULES
 
 

@@ -68,9 +68,3 @@ class Rule(abc.ABC):
                        self.remedy if remedy is None else remedy, self.name)
 
 
-def fmt_axes(values) -> str:
-    """(44, 44) -> '44'; (44, 20) -> '44x20'."""
-    values = tuple(values)
-    if len(set(values)) == 1:
-        return str(values[0])
-    return "x".join(str(v) for v in values)

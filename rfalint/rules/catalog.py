@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from rfalint.analysis import Analysis, covers
-from rfalint.graph import Kind
-from rfalint.rules.base import Example, Finding, Rule, Severity, fmt_axes
+from rfalint.graph import Kind, fmt_axes
+from rfalint.rules.base import Example, Finding, Rule, Severity
 
 
 def _px(analysis: Analysis) -> str:

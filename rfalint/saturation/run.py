@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -150,7 +149,7 @@ def _positions(node: Node, dim: int) -> int:
     return math.prod(shape[1:]) // shape[dim]
 
 
-class _Distributed:
+class Distributed:
     """Process group from torchrun's environment, or a single process."""
 
     def __init__(self, device: torch.device):
@@ -198,7 +197,7 @@ def _progress(enabled: bool, total: int):
 
 
 def stream(model: nn.Module, nodes: list[Node], source: Source, batch_size: int,
-           device: torch.device, ctx: _Distributed, progress: bool = False
+           device: torch.device, ctx: Distributed, progress: bool = False
            ) -> tuple[dict[str, Moments], int, int]:
     """Run this rank's shard through ``model``; return the moments per layer name, the
     samples read and the unreadable count, all summed over the ranks."""
@@ -232,6 +231,7 @@ def run_saturation(model: nn.Module, input_shape: tuple[int, ...], source: Sourc
                    command_for: Callable[[float], str] | None = None) -> SaturationResult | None:
     """Measure every conv/linear layer's saturation on ``source``; None on ranks > 0.
 
+    Loads ``weights`` into ``model``, moves it to the device and puts it in eval mode.
     ``command_for(factor)`` renders the ``rfalint fix`` command of the width advice.
     """
     if not (0 < delta <= 1):  # also rejects NaN
@@ -246,7 +246,7 @@ def run_saturation(model: nn.Module, input_shape: tuple[int, ...], source: Sourc
     if not nodes:
         raise ModelError(f"{name} has no conv or linear module to measure")
     model.to(target).eval()
-    ctx = _Distributed(target)
+    ctx = Distributed(target)
     try:
         ctx.share_weights(model)
         moments, samples, unreadable = stream(model, nodes, source, batch_size, target, ctx,

@@ -54,6 +54,8 @@ def read(path: str | Path, limits: Limits = Limits()) -> Any:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise SpecError("not a UTF-8 text file", Where(file)) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read: {exc.strerror}", Where(file)) from None
     return load_yaml(text, file, limits)
 
 

@@ -124,7 +124,7 @@ def _misfit(module: nn.Module, x: torch.Tensor) -> str | None:
     return None
 
 
-def check_shapes(model: SpecModel, doc: Document) -> None:
+def check_shapes(model: SpecModel, doc: Document, limits: Limits = Limits()) -> None:
     """Run the meta-built model layer by layer on a meta input of the spec's size."""
     layers = {layer.name: layer for layer in doc.layers}
     model.eval()  # batch norm on a 1x1 map is fine in eval mode, as in the capture
@@ -151,6 +151,10 @@ def check_shapes(model: SpecModel, doc: Document) -> None:
             if not isinstance(out, torch.Tensor):
                 raise SpecError(f"{layer.type.name} returns a {type(out).__name__}, not one "
                                 "tensor (return_indices?)", layer.where, layer.name)
+            if out.numel() > limits.max_activation:
+                raise SpecError(f"outputs {out.numel()} values {_shape(out)} at the input size, "
+                                f"more than the limit of {limits.max_activation}",
+                                layer.where, layer.name)
             values[step.name] = out
     _check_in_place(model, doc)
 
@@ -175,5 +179,5 @@ def build_document(doc: Document, limits: Limits = Limits()) -> SpecModel:
     """Check ``doc`` on meta tensors, then build it with real (freshly initialised) weights."""
     with torch.device("meta"):
         meta = _assemble(doc, limits)
-    check_shapes(meta, doc)
+    check_shapes(meta, doc, limits)
     return _assemble(doc, limits)

@@ -114,7 +114,7 @@ class _Parser:
     def document(self, data: Any) -> Document:
         if data is None or data == {}:
             raise SpecError("empty spec: expected 'rfalint_spec: 1', 'input' and 'layers'",
-                            Where(self.file, 1))
+                            Where(self.file, 1 if self.file else None))
         if not isinstance(data, dict):
             raise SpecError(f"a spec is a mapping with 'rfalint_spec', 'input' and 'layers', "
                             f"got a {type(data).__name__}", self.where(data))
@@ -221,7 +221,7 @@ class _Parser:
 
     # ------------------------------------------------------------------ layer lists
 
-    def _expand(self, entries: list, scope: _Scope) -> str | None:
+    def _expand(self, entries: list, scope: _Scope) -> str:
         """Expand one layer list into ``self.layers``; returns the name of its last value."""
         declared = {}
         for i, entry in enumerate(entries):
@@ -324,6 +324,8 @@ class _Parser:
         raise SpecError(f"'{field_name}' refers to unknown layer '{ref}'{hint}", at, label)
 
     def _check_name(self, local: str, at: Where) -> None:
+        if local == INPUT:
+            raise SpecError("'input' names the model or block input; pick another layer name", at)
         for part in local.split("."):
             if not _PART.match(part):
                 why = " ('@' is kept for second calls: write {reuse: NAME})" if "@" in part else ""
@@ -335,8 +337,6 @@ class _Parser:
 
     def _register(self, name: str, at: Where, kind: str = "layer") -> None:
         """Claim a module path; a path is either one layer or a scope holding layers."""
-        if name == INPUT:
-            raise SpecError("'input' names the model input; pick another layer name", at)
         if name in self.paths:
             first = self.by_name.get(name)
             line = f" (line {first.where.line})" if first and first.where.line else ""
@@ -486,7 +486,7 @@ class _Parser:
     # ------------------------------------------------------------------ $ expressions
 
     def _evaluate(self, value: Any, scope: _Scope, at: Where, label: str | None) -> Any:
-        """Replace ``$expr`` strings (block parameters, + - * // and parentheses)."""
+        """Replace ``$expr`` strings by their value (block parameters and arithmetic)."""
         if isinstance(value, dict):
             return {k: self._evaluate(v, scope, self.where(value, k, scope.via), label)
                     for k, v in value.items()}

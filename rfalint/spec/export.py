@@ -53,7 +53,7 @@ def from_graph(graph: Graph, name: str | None = None) -> dict[str, Any]:
     first_call: dict[int, str] = {}
     prev = INPUT
     for node in graph.nodes[1:]:
-        _check_dataflow(node, graph)
+        _check_dataflow(node)
         entry: dict[str, Any] = {"name": node.name}
         if node.module is not None and id(node.module) in first_call:
             entry["reuse"] = first_call[id(node.module)]
@@ -86,7 +86,7 @@ def _refuse(node: Node, what: str) -> ExportError:
     return ExportError(f"cannot export layer '{node.name}' (op {node.op}): {what}")
 
 
-def _check_dataflow(node: Node, graph: Graph) -> None:
+def _check_dataflow(node: Node) -> None:
     if len(node.out_shapes) != 1:
         raise _refuse(node, f"it returns {len(node.out_shapes)} tensors; a spec layer returns one")
     if any(slot != 0 for slot in node.input_slots):
@@ -219,10 +219,7 @@ def _functional_entry(node: Node) -> tuple[str, dict[str, Any]]:
 def _ignorable(key: str, value: Any) -> bool:
     if key == "inplace" or key.startswith("_") or value is None:
         return True
-    if key in _NEUTRAL:
-        return value == _NEUTRAL[key]
-    leaves = tree_flatten(value)[0]
-    return bool(leaves) and all(isinstance(v, torch.Tensor) for v in leaves)  # the inputs
+    return key in _NEUTRAL and value == _NEUTRAL[key]
 
 
 def _per_sample_shape(node: Node) -> list[int]:

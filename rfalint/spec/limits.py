@@ -2,8 +2,9 @@
 
 Each is checked before the work it bounds: the file size before parsing, YAML nodes
 (aliases counted as often as they are used) before the document is walked, the layer
-count while blocks and repeats expand, and parameters on ``meta`` tensors before any real
-weight is allocated. The defaults leave room for every real CNN (ResNet152 has 60 M
+count while blocks and repeats expand, and parameters and layer outputs on ``meta`` tensors
+before any real weight or activation is allocated (a later real forward, such as the cost
+model's, then handles at most 1 GB per layer output at the spec's size). The defaults leave room for every real CNN (ResNet152 has 60 M
 parameters and about 500 layers); pass a :class:`Limits` to change them.
 """
 
@@ -20,6 +21,7 @@ class Limits:
     max_repeat: int = 1_000  # one entry's repeat count
     max_block_depth: int = 16  # blocks used inside blocks
     max_params: int = 500_000_000  # parameters of the built model (2 GB in float32)
+    max_activation: int = 1 << 28  # values in one layer output at the spec's input size
 
 
 DEFAULT_LIMITS = Limits()

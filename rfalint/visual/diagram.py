@@ -36,13 +36,7 @@ class _Shown:
 
 
 def _window(node: Node) -> str:
-    g = node.geometry
-    if not isinstance(g, Window):
-        return ""
-    text = f" {fmt_axes(g.kernel)}/{fmt_axes(g.stride)}"
-    if max(g.dilation) > 1:
-        text += f" d{fmt_axes(g.dilation)}"
-    return text + (" T" if g.transposed else "")
+    return f" {node.geometry.label()}" if isinstance(node.geometry, Window) else ""
 
 
 def _layout(analysis: Analysis, all_nodes: bool) -> list[_Shown]:
