@@ -41,7 +41,7 @@ _debug = {"on": False}
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")
 RES = typer.Option(None, "--res", "-r", help="Input resolution: N, HxW or DxHxW.")
 IN_CHANNELS = typer.Option(None, "--in-channels",
-                           help="Input channels [default: the first conv's, else 3].")
+                           help="Input channels \\[default: the first conv's, else 3].")
 ARGS = typer.Option(None, "--arg", "-a", help="Factory keyword argument key=value (repeatable).")
 
 

@@ -76,7 +76,7 @@ def _summary(result: CheckResult, console: Console) -> None:
             lines.append(f"{label}: none (no layer of the main path is past the border at {res} px)")
         else:
             lines.append(f"{label}: {graph[layer.node].name} (conv #{layer.index} of {n_seq} on the "
-                         f"main path, input {attr[5:]} {fmt_axes(getattr(layer, attr))} > {res} px)")
+                         f"main path, input r_{attr[5:]} {fmt_axes(getattr(layer, attr))} > {res} px)")
     n_critical = sum(1 for layer in border.sequence if border.status[layer.node] == "critical")
     tail_convs = [t for t in border.tail if graph[t].kind is Kind.CONV]
     lines.append(f"tail: {len(tail_convs)} conv layers ({len(border.tail)} nodes); "

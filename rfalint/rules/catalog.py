@@ -127,7 +127,7 @@ class CriticalLayer(Rule):
         for layer in analysis.border.sequence:
             if layer.node in tail or not covers(layer.r_in_max, size):
                 continue
-            msg = (f"input r_max {fmt_axes(layer.r_in_max)} > {_px(analysis)} but r_min "
+            msg = (f"input r_max {fmt_axes(layer.r_in_max)} > {_px(analysis)}, r_min "
                    f"{fmt_axes(layer.r_in_min)} fits")
             yield self.finding(analysis.layer_name(layer.node), msg)
 
