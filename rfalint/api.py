@@ -55,11 +55,11 @@ def analyze(model: nn.Module, input_shape: tuple[int, ...], name: str = "model")
 def check(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
           select: Iterable[str] = ("RFA",), ignore: Iterable[str] = (),
           per_layer_ignores: Mapping[str, Iterable[str]] | None = None,
-          source: Path | None = None, cost: bool = True) -> CheckResult:
+          source: Path | None = None, cost: bool = True, counter: str = "auto") -> CheckResult:
     """Analyse ``model``, run the rules on it and, unless ``cost=False``, count its
-    parameters and MACs per layer (see :mod:`rfalint.analysis.cost`)."""
+    parameters and MACs per layer with ``counter`` (see :mod:`rfalint.analysis.cost`)."""
     analysis = analyze(model, input_shape, name=name)
     findings = run_rules(analysis, select, ignore, per_layer_ignores)
-    counted = measure(model, analysis.graph) if cost else None
+    counted = measure(model, analysis.graph, counter) if cost else None
     candidates = estimate(model, analysis, counted) if cost else None
     return CheckResult(name, analysis, findings, source, model, counted, candidates)

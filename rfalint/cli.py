@@ -98,6 +98,10 @@ def check(
                                    help="Show every node, also activations and norms."),
     no_cost: bool = typer.Option(False, "--no-cost",
                                  help="Skip counting params and MACs (no fvcore forward)."),
+    cost_counter: str = typer.Option(
+        "auto", "--cost-counter",
+        help="auto (fvcore, else rfalint's graph counter), fvcore, or rfalint-graph (no "
+             "forward pass: fastest; agrees with fvcore on every bundled fixture)."),
     debug: bool = DEBUG,
 ) -> None:
     """Report per-layer receptive fields, the border layer, the tail and rule findings.
@@ -121,7 +125,7 @@ def check(
         if len(settings.models) > 1:
             raise UsageError("--plot draws one model: give MODEL, or configure a single model")
         check_plot_path(plot)
-    results = check_models(settings, in_channels, cost=not no_cost)
+    results = check_models(settings, in_channels, cost=not no_cost, counter=cost_counter)
     inputs = [settings.path, baseline, *(r.source for r in results)]
     if write_baseline is not None:
         refuse_inputs(write_baseline, inputs, "--write-baseline")

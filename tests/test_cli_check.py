@@ -177,3 +177,15 @@ def test_python_dash_m_and_rules_listing():
     assert "RFA101" in proc.stdout and "unproductive-layer" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "rfalint", "rule", "RFA101"], capture_output=True, text=True)
     assert proc.returncode == 0 and "border layer" in proc.stdout
+
+
+def test_cost_counter_choice(capsys, monkeypatch, tmp_path):
+    model = write(tmp_path, "tiny.py", TINY)
+    code, out, err = run_cli(capsys, monkeypatch, "check", model, "--res", "8", "--format", "json",
+                             "--cost-counter", "rfalint-graph")
+    assert code == 0, err
+    summary = json.loads(out)["summary"]
+    assert summary["cost_counter"] == "rfalint-graph"
+    assert summary["macs"] == 3 * 4 * 9 * 64 + 2 * (4 * 4 * 9 * 64) + 4 * 2
+    code, _, err = run_cli(capsys, monkeypatch, "check", model, "--res", "8", "--cost-counter", "abacus")
+    assert code == 2 and "counter must be one of" in err
