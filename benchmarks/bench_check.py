@@ -71,18 +71,27 @@ class ResidualNet(nn.Module):
 
 
 MEMORY_SNIPPET = """
-import resource, sys
+import sys
 sys.path.insert(0, {root!r})
 import rfalint
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+
 model = rfalint.load_model({target!r}).model
-loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+loaded = status("VmRSS:")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current RSS
 rfalint.analyze(model, (3, {res}, {res}))
-print(loaded, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(loaded, status("VmHWM:"))
 """
 
 
 def peak_memory_mb(target: str, res: int) -> tuple[float, float]:
-    """Peak RSS (MB) after loading the model, and after one analysis, in a fresh process."""
+    """RSS (MB) after loading the model, and the peak during one analysis (Linux
+    /proc/self/status; the peak is reset after loading), in a fresh process."""
     code = MEMORY_SNIPPET.format(root=str(ROOT), target=target, res=res)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded, analysed = out.stdout.strip().splitlines()[-1].split()
@@ -119,7 +128,7 @@ def main() -> None:
         nodes = len(rfalint.analyze(model, shape).graph)
         print(f"{blocks:>7}{nodes:>7}{fwd:>11.3f}{ana:>12.3f}{1000 * ana / nodes:>9.3f}")
 
-    print("\npeak resident memory (fresh process, MB): after loading the model -> after analysis")
+    print("\nresident memory (fresh process, MB): after loading the model -> peak during analysis")
     for target in ("fixtures/resnet18.py", "fixtures/resnet152.py"):
         (load_lo, low), (load_hi, high) = (peak_memory_mb(str(ROOT / target), r) for r in (224, 1024))
         print(f"{target:<24} 224 px: {load_lo:7.1f} -> {low:7.1f}   1024 px: {load_hi:7.1f} -> "

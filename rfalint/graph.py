@@ -157,7 +157,7 @@ class Graph:
     input_shape: tuple[int, ...]  # (C, *spatial), without batch
     outputs: list[int]
     model_name: str = "model"
-    capture_mode: str = "fake"  # "fake" (no real compute) or "real" (data-dependent forward)
+    capture_mode: str = "meta"  # "meta"/"fake": shapes only, no compute; "real": data-dependent
     head_error: str = ""  # set when the head failed at this resolution; outputs then end before it
 
     @property

@@ -127,11 +127,25 @@ def test_data_dependent_control_flow_falls_back_to_real_tensors():
     assert [n.name for n in g][1:] == ["a", "a@2", "a@3", "a@4", "a@5", "a@6"]
 
 
-def test_fake_capture_allocates_no_activations():
+def test_shape_only_capture_allocates_no_activations():
     # The stem's output alone would take 4096^2 x 64 x 4 bytes = 4 GiB on real tensors.
     g = capture(fixture_model("resnet18", width=64), (3, 8192, 8192))
-    assert g.capture_mode == "fake"
+    assert g.capture_mode == "meta"
     assert g[1].out_shape == (1, 64, 4096, 4096)
+
+
+def test_tensors_made_on_the_cpu_inside_forward_use_fake_tensors():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x) + torch.ones(1, 3, 1, 1)  # a CPU constant, no device=x.device
+
+    g = capture(Net(), (3, 8, 8))
+    assert g.capture_mode == "fake"
+    assert [n.op for n in g][1:] == ["Conv2d", "add"]
 
 
 def test_collapse_names_the_layer():

@@ -130,8 +130,8 @@ def test_pareto_front_keeps_states_with_different_jumps():
     from rfalint.analysis.rf import AxisFronts
     from rfalint.graph import Transfer
 
-    a = AxisFronts(((Fr(3), Fr(0), Fr(2), Fr(1)),), ((Fr(3), Fr(0), Fr(2), Fr(1)),))
-    b = AxisFronts(((Fr(5), Fr(0), Fr(1), Fr(1)),), ((Fr(5), Fr(0), Fr(1), Fr(1)),))
+    a = AxisFronts(((3, 0, 2, 1),), ((3, 0, 2, 1),))  # (base, extra, jump, grid)
+    b = AxisFronts(((5, 0, 1, 1),), ((5, 0, 1, 1),))
     merged = AxisFronts.union([a, b])
     assert len(merged.upper) == 2 and merged.r_max == 5 and merged.r_min == 3
     after = merged.through(Transfer(5, Fr(1)))
@@ -139,14 +139,12 @@ def test_pareto_front_keeps_states_with_different_jumps():
 
 
 def test_pareto_front_drops_dominated_states():
-    from fractions import Fraction as Fr
-
     from rfalint.analysis.rf import AxisFronts
 
-    states = [(Fr(r), Fr(0), Fr(j), Fr(1)) for r, j in ((3, 2), (5, 2), (4, 1), (7, 4))]
+    states = [(r, 0, j, 1) for r, j in ((3, 2), (5, 2), (4, 1), (7, 4))]
     merged = AxisFronts.union([AxisFronts((p,), (p,)) for p in states])
-    assert merged.upper == ((Fr(7), Fr(0), Fr(4), Fr(1)),)
-    assert set(merged.lower) == {(Fr(3), Fr(0), Fr(2), Fr(1)), (Fr(4), Fr(0), Fr(1), Fr(1))}
+    assert merged.upper == ((7, 0, 4, 1),)
+    assert set(merged.lower) == {(3, 0, 2, 1), (4, 0, 1, 1)}
 
 
 def test_windows_after_upsampling_accumulate_before_rounding():

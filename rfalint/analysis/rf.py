@@ -26,21 +26,21 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from rfalint.graph import Graph, Transfer
+from rfalint.graph import IDENTITY, Graph, Transfer
 
-State = tuple[Fraction, Fraction, Fraction, Fraction]  # (base, extra, jump, grid)
+State = tuple[int, int, int, int]  # (base, extra, jump, grid), in 1/scale pixels
 
 
-def _r(state: State) -> Fraction:
+def _r(state: State) -> int:
     base, extra, _, grid = state
-    return base + math.ceil(extra / grid) * grid
+    return base + -(-extra // grid) * grid
 
 
 def _prune(states: set[State], largest: bool) -> tuple[State, ...]:
     """Keep the Pareto front: for max, drop a state whose r and j are both no larger than
     another's with the same grid and the same phase of ``extra`` (for min, no smaller)."""
     sign = 1 if largest else -1
-    groups: dict[tuple[Fraction, Fraction], list[State]] = {}
+    groups: dict[tuple[int, int], list[State]] = {}
     for state in states:
         groups.setdefault((state[3], state[1] % state[3]), []).append(state)
     front: list[State] = []
@@ -56,47 +56,54 @@ def _prune(states: set[State], largest: bool) -> tuple[State, ...]:
 def _step(state: State, t: Transfer) -> State:
     base, extra, j, grid = state
     extra += (t.span - 1) * j
-    j *= t.stride
-    if (j / grid).denominator == 1:  # units sit on distinct sources again: a plain grid
-        return base + math.ceil(extra / grid) * grid, Fraction(0), j, j
+    j, rest = divmod(j * t.stride.numerator, t.stride.denominator)
+    assert rest == 0, "the scale covers every upsampling factor"
+    if j % grid == 0:  # units sit on distinct sources again: a plain grid
+        return base + -(-extra // grid) * grid, 0, j, j
     return base, extra, j, grid
-
-
-def _apply(states: tuple[State, ...], t: Transfer) -> set[State]:
-    return {_step(state, t) for state in states}
 
 
 @dataclass(frozen=True)
 class AxisFronts:
-    """Pareto fronts of one node on one axis."""
+    """Pareto fronts of one node on one axis, in units of 1/``scale`` pixels.
+
+    ``scale`` is the product of every upsampling factor in the graph, so that jumps
+    divided by upsampling stay integers (exact, and much faster than Fractions).
+    """
 
     upper: tuple[State, ...]  # front for r_max
     lower: tuple[State, ...]  # front for r_min
+    scale: int = 1
+
+    @classmethod
+    def start(cls, scale: int) -> "AxisFronts":
+        one = (scale, 0, scale, scale)
+        return cls((one,), (one,), scale)
 
     @property
-    def r_max(self) -> Fraction:
-        return max(_r(s) for s in self.upper)
+    def r_max(self) -> int:
+        return max(_r(s) for s in self.upper) // self.scale
 
     @property
-    def r_min(self) -> Fraction:
-        return min(_r(s) for s in self.lower)
+    def r_min(self) -> int:
+        return min(_r(s) for s in self.lower) // self.scale
 
     @property
     def jump(self) -> Fraction:
-        return max(s[2] for s in self.upper)
+        return Fraction(max(s[2] for s in self.upper), self.scale)
 
     def through(self, t: Transfer) -> "AxisFronts":
-        return AxisFronts(_prune(_apply(self.upper, t), True), _prune(_apply(self.lower, t), False))
+        if t == IDENTITY:
+            return self
+        upper = _prune({_step(s, t) for s in self.upper}, True)
+        lower = _prune({_step(s, t) for s in self.lower}, False)
+        return AxisFronts(upper, lower, self.scale)
 
     @staticmethod
     def union(fronts: list["AxisFronts"]) -> "AxisFronts":
         upper = set().union(*(f.upper for f in fronts))
         lower = set().union(*(f.lower for f in fronts))
-        return AxisFronts(_prune(upper, True), _prune(lower, False))
-
-
-_ONE = (Fraction(1), Fraction(0), Fraction(1), Fraction(1))
-START = AxisFronts((_ONE,), (_ONE,))
+        return AxisFronts(_prune(upper, True), _prune(lower, False), fronts[0].scale)
 
 
 @dataclass(frozen=True)
@@ -107,17 +114,19 @@ class NodeRF:
 
     @property
     def r_max(self) -> tuple[int, ...]:
-        return tuple(int(a.r_max) for a in self.axes)
+        return tuple(a.r_max for a in self.axes)
 
     @property
     def r_min(self) -> tuple[int, ...]:
-        return tuple(int(a.r_min) for a in self.axes)
+        return tuple(a.r_min for a in self.axes)
 
     @property
     def jump(self) -> tuple[Fraction, ...]:
         return tuple(a.jump for a in self.axes)
 
     def through(self, transfers: tuple[Transfer, ...]) -> "NodeRF":
+        if all(t == IDENTITY for t in transfers):
+            return self
         return NodeRF(tuple(a.through(t) for a, t in zip(self.axes, transfers)))
 
     @staticmethod
@@ -128,13 +137,15 @@ class NodeRF:
 def receptive_fields(graph: Graph) -> list[NodeRF | None]:
     """RF of every node's output, indexed by node id."""
     ndim = graph.spatial_dims
+    scale = math.prod(t.stride.denominator for node in graph for t in node.transfers(ndim))
+    start = NodeRF((AxisFronts.start(scale),) * ndim)
     rfs: list[NodeRF | None] = []
     for node in graph:
         if node.layout is None:
             rfs.append(None)
             continue
         if not node.inputs:
-            rfs.append(NodeRF((START,) * ndim))
+            rfs.append(start)
             continue
         sources = [rfs[src] for pos, src in enumerate(node.inputs) if pos not in node.gates]
         sources = [s for s in sources if s is not None]

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
@@ -210,12 +211,15 @@ def _bind(op: str, args: tuple, kwargs: dict) -> dict[str, Any]:
     return bound
 
 
-def _dummy_input(shape: tuple[int, ...], fake_mode) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0)
-    if fake_mode is None:
-        return torch.randn((1, *shape), generator=generator)
-    with fake_mode:
-        return torch.empty((1, *shape))
+def _dummy_input(shape: tuple[int, ...], mode: str) -> torch.Tensor:
+    if mode == "meta":
+        return torch.empty((1, *shape), device="meta")
+    if mode == "fake":
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            return torch.empty((1, *shape))
+    return torch.randn((1, *shape), generator=torch.Generator().manual_seed(0))
 
 
 @contextlib.contextmanager
@@ -231,18 +235,15 @@ def _quiet_fake_tensors():
 
 
 def accepts_input(model: nn.Module, input_shape: tuple[int, ...]) -> bool:
-    """Whether a forward on fake tensors of this shape gets past the first layers.
+    """Whether a shape-only forward of this shape gets past the first layers.
 
     Only shape errors count as a refusal; a forward that fails for other reasons (for
     example by reading tensor values) is left for the real capture to report.
     """
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-    x = _dummy_input(input_shape, fake_mode)
+    x = _dummy_input(input_shape, "meta")
     try:
-        with torch.no_grad(), fake_mode, _quiet_fake_tensors():
-            model.eval()(x)
+        with torch.no_grad(), _quiet_fake_tensors():
+            _forward(model.eval(), x, "meta")
     except RuntimeError as exc:
         return "channels" not in str(exc) and "size mismatch" not in str(exc)
     except Exception:
@@ -250,22 +251,30 @@ def accepts_input(model: nn.Module, input_shape: tuple[int, ...]) -> bool:
     return True
 
 
-def _run(model: nn.Module, input_shape: tuple[int, ...], fake: bool
+def _forward(model: nn.Module, x: torch.Tensor, mode: str) -> Any:
+    """One forward in ``mode``: "meta" (parameters swapped for meta tensors, no compute),
+    "fake" (FakeTensorMode: also copes with tensors created on the CPU inside forward) or
+    "real"."""
+    if mode == "real":
+        return model(x)
+    with _shape_only_forwards(model):
+        if mode == "meta":
+            state = {name: t.to("meta") for name, t in
+                     (*model.named_parameters(), *model.named_buffers())}
+            return functional_call(model, state, (x,))
+        with x.fake_mode:
+            return model(x)
+
+
+def _run(model: nn.Module, input_shape: tuple[int, ...], mode: str
          ) -> tuple[_Recorder, Any, str]:
     """Returns the recorder, the forward's output and, when only the head failed, why."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else None
-    x = _dummy_input(input_shape, fake_mode)
+    x = _dummy_input(input_shape, mode)
     recorder = _Recorder(model, len(input_shape) - 1)
     recorder.add_input(x)
     try:
         with torch.no_grad(), recorder:
-            if fake_mode is not None:
-                with fake_mode, _shape_only_forwards(model):
-                    out = model(x)
-            else:
-                out = model(x)
+            out = _forward(model, x, mode)
     except Exception as exc:
         scope = recorder.current_scope()
         head_inputs = getattr(exc, "rfalint_head_inputs", None)
@@ -278,7 +287,7 @@ def _run(model: nn.Module, input_shape: tuple[int, ...], fake: bool
     return recorder, out, ""
 
 
-# Leaf modules whose output has their input's shape. On fake tensors only shapes matter,
+# Leaf modules whose output has their input's shape. Without data only shapes matter,
 # and fake batch_norm alone costs ~10 ms per call through its decompositions.
 _SHAPE_PRESERVING = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm,
                      nn.modules.dropout._DropoutNd, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU,
@@ -319,18 +328,30 @@ def _needs_real_data(exc: Exception) -> bool:
 
 
 def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model") -> Graph:
-    """Run ``model`` once on a dummy input of ``(C, *spatial)`` and return its graph."""
+    """Run ``model`` once on a dummy input of ``(C, *spatial)`` and return its graph.
+
+    Tries the cheapest forward that works: meta tensors (shapes only), then fake tensors
+    (shapes only, but tolerant of CPU tensors made inside forward), then real data for
+    forwards whose control flow reads tensor values. Shape errors end the search.
+    """
     model.eval()
-    mode = "fake"
-    try:
-        with _quiet_fake_tensors():
-            recorder, out, head_error = _run(model, input_shape, fake=True)
-    except Exception as exc:
-        if not _needs_real_data(exc):
-            raise ModelError(_explain_failure(exc, input_shape)) from exc
-        mode = "real"
+    with _quiet_fake_tensors():
         try:
-            recorder, out, head_error = _run(model, input_shape, fake=False)
+            recorder, out, head_error = _run(model, input_shape, "meta")
+            mode = "meta"
+        except Exception:
+            head_error = "retry"
+        if head_error:  # confirm on fake tensors: a meta-only problem is not the user's
+            mode = "fake"
+            try:
+                recorder, out, head_error = _run(model, input_shape, "fake")
+            except Exception as exc:
+                if not _needs_real_data(exc):
+                    raise ModelError(_explain_failure(exc, input_shape)) from exc
+                mode = "real"
+    if mode == "real":
+        try:
+            recorder, out, head_error = _run(model, input_shape, "real")
         except Exception as exc:
             raise ModelError(_explain_failure(exc, input_shape)) from exc
     outputs = sorted({recorder.producer[id(t)][0] for t in tree_flatten(out)[0]

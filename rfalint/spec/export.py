@@ -41,7 +41,7 @@ _NEUTRAL = {"training": False, "return_indices": False}
 
 def from_graph(graph: Graph, name: str | None = None) -> dict[str, Any]:
     """The spec dict of a captured graph (flat: no blocks). Raises :class:`ExportError`."""
-    if graph.capture_mode != "fake":
+    if graph.capture_mode == "real":
         raise ExportError("the model's forward reads tensor values (the capture had to run it "
                           "on real data: data-dependent control flow or .item()), which a spec "
                           "cannot express")
