@@ -480,6 +480,13 @@ alpha_dropout feature_alpha_dropout batch_norm instance_norm group_norm local_re
 contiguous clone detach to float half double bfloat16 type type_as requires_grad
 nan_to_num identity sigmoid_ hardsigmoid_ logit pos positive""".split()
 
+# Unary ops whose output always has the input's shape (the tracer skips their compute
+# when capturing without data).
+SHAPE_PRESERVING = frozenset("""relu relu6 leaky_relu elu selu celu gelu silu mish hardswish
+hardsigmoid sigmoid tanh hardtanh softplus softsign dropout dropout1d dropout2d dropout3d
+alpha_dropout feature_alpha_dropout batch_norm instance_norm group_norm layer_norm
+local_response_norm clamp clamp_min clamp_max""".split())
+
 _BINARY = """add sub subtract mul multiply div divide truediv floordiv true_divide pow maximum
 minimum fmax fmin where addcmul addcdiv lerp rsub and or xor mod remainder eq ne lt le gt ge
 masked_fill copy""".split()

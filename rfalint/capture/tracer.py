@@ -37,9 +37,10 @@ from rfalint.graph import Graph, Kind, Node
 class _Recorder(TorchFunctionMode):
     """Turns every tensor-producing call into a Node."""
 
-    def __init__(self, model: nn.Module, spatial_dims: int):
+    def __init__(self, model: nn.Module, spatial_dims: int, shape_only: bool = False):
         super().__init__()
         self.spatial_dims = spatial_dims
+        self.shape_only = shape_only  # meta/fake tensors: values are never read
         self.nodes: list[Node] = []
         self.producer: dict[int, tuple[int, int]] = {}  # id(tensor) -> (node id, output slot)
         self.alive: list[torch.Tensor] = []  # keeps ids unique while capturing
@@ -153,6 +154,16 @@ class _Recorder(TorchFunctionMode):
         self._record(op, ops.display_type(module), name or type(module).__name__.lower(),
                      inputs, margs, output, module)
 
+    def _call(self, func, args: tuple, kwargs: dict) -> Any:
+        """Run ``func``; without data, shape-preserving ops just return a tensor of the
+        input's shape (meta kernels of activations and norms go through slow decompositions)."""
+        raw = getattr(func, "__name__", "")
+        if self.shape_only and args and isinstance(args[0], torch.Tensor) and \
+                ops.normalise_op_name(raw) in ops.SHAPE_PRESERVING:
+            inplace = raw.endswith("_") or kwargs.get("inplace", False)
+            return args[0] if inplace else torch.empty_like(args[0])
+        return func(*args, **kwargs)
+
     def _mark_head_failure(self, exc: Exception, args: tuple, kwargs: dict) -> None:
         """Remember the failing op's inputs when they are all past the readout.
 
@@ -170,7 +181,7 @@ class _Recorder(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         try:
-            result = func(*args, **kwargs)
+            result = self._call(func, args, kwargs)
         except Exception as exc:
             self._mark_head_failure(exc, args, kwargs)
             raise
@@ -270,7 +281,7 @@ def _run(model: nn.Module, input_shape: tuple[int, ...], mode: str
          ) -> tuple[_Recorder, Any, str]:
     """Returns the recorder, the forward's output and, when only the head failed, why."""
     x = _dummy_input(input_shape, mode)
-    recorder = _Recorder(model, len(input_shape) - 1)
+    recorder = _Recorder(model, len(input_shape) - 1, shape_only=mode != "real")
     recorder.add_input(x)
     try:
         with torch.no_grad(), recorder:

@@ -47,11 +47,11 @@ def probe(spec: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[nn.Module
     """Build ``spec`` on the meta device and analyse it; a spec that does not build is a
     :class:`ModelError` (a rewrite that broke shapes)."""
     try:
-        with torch.device("meta"):
-            model = spec_api.build(spec)
+        model = spec_api.build_meta(spec)
+        analysis = analyze_graph(capture(model, tuple(input_shape), name=spec.get("name", "model")))
     except SpecError as exc:
         raise ModelError(f"the rewritten model does not build: {exc}") from None
-    return model, analyze_graph(capture(model, tuple(input_shape), name=spec.get("name", "model")))
+    return model, analysis
 
 
 @dataclass

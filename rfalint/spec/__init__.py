@@ -30,6 +30,7 @@ from typing import Any
 import torch.nn as nn
 
 from rfalint.spec.build import SpecModel, build_document
+from rfalint.spec.build import build_meta as _build_meta
 from rfalint.spec.document import FORMAT_VERSION, Document, Layer, parse
 from rfalint.spec.errors import ExportError, SpecError, Where
 from rfalint.spec.export import export, from_graph
@@ -37,7 +38,7 @@ from rfalint.spec.limits import Limits
 from rfalint.spec.yamlio import dump_yaml, load_yaml
 
 __all__ = ["FORMAT_VERSION", "Document", "ExportError", "Layer", "Limits", "SpecError",
-           "SpecModel", "build", "dump", "export", "export_yaml", "from_graph", "load", "loads",
+           "SpecModel", "build", "build_meta", "dump", "export", "export_yaml", "from_graph", "load", "loads",
            "name_for", "parse", "read"]
 
 
@@ -63,6 +64,11 @@ def build(spec: dict[str, Any] | Document, limits: Limits = Limits()) -> SpecMod
     """Build a spec given as a dict (as :func:`from_graph` returns it) or a Document."""
     doc = spec if isinstance(spec, Document) else parse(spec, None, limits)
     return build_document(doc, limits)
+
+
+def build_meta(spec: dict[str, Any], limits: Limits = Limits()) -> SpecModel:
+    """Assemble a spec dict on the meta device, unchecked: no weights, no shape check."""
+    return _build_meta(parse(spec, None, limits), limits)
 
 
 def loads(text: str, file: str = "<spec>", limits: Limits = Limits()) -> SpecModel:

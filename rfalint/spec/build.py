@@ -175,6 +175,13 @@ def _check_in_place(model: SpecModel, doc: Document) -> None:
                             layer.where, layer.name)
 
 
+def build_meta(doc: Document, limits: Limits = Limits()) -> SpecModel:
+    """Assemble ``doc`` on the meta device without checking shapes: for callers that run
+    the model anyway (``fix`` estimates capture it at once)."""
+    with torch.device("meta"):
+        return _assemble(doc, limits)
+
+
 def build_document(doc: Document, limits: Limits = Limits()) -> SpecModel:
     """Check ``doc`` on meta tensors, then build it with real (freshly initialised) weights."""
     with torch.device("meta"):
