@@ -18,6 +18,7 @@ import rfalint
 from rfalint import fix, saturation, spec
 from rfalint.baseline import apply_baseline, load_baseline
 from rfalint.baseline import write_baseline as save_baseline
+from rfalint.analysis.cost import COUNTERS
 from rfalint.config import check_models, load_settings
 from rfalint.errors import RfalintError, UsageError
 from rfalint.fileio import refuse_inputs, write_atomic
@@ -111,6 +112,8 @@ def check(
     _debug["on"] = debug
     if output_format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    if cost_counter not in COUNTERS:
+        raise UsageError(f"--cost-counter must be one of {', '.join(COUNTERS)}, got {cost_counter!r}")
     settings = load_settings(config).override(model=model, res=res, args=arg, select=select,
                                               ignore=ignore, fail_on=fail_on)
     if show_settings:
@@ -364,16 +367,26 @@ def version() -> None:
 
 
 def main() -> None:
+    if len(sys.argv) == 1:
+        sys.argv.append("--help")
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        print("rfalint: aborted", file=sys.stderr)
+        sys.exit(130)
     except RfalintError as exc:
         if _debug["on"]:
             raise
         print(f"rfalint: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except Exception as exc:  # a bug in rfalint: still one line unless --debug
+    except Exception as exc:
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            # click's usage errors (unknown option, missing argument): one line, as every error
+            print(f"rfalint: error: {exc.format_message()}", file=sys.stderr)
+            sys.exit(2)
         if _debug["on"]:
             raise
         print(f"rfalint: internal error: {type(exc).__name__}: {exc} "
-              "(run with --debug for the traceback)", file=sys.stderr)
+              "(run with --debug for the traceback)", file=sys.stderr)  # a bug in rfalint
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -143,6 +143,8 @@ def _describe(exc: BaseException) -> str:
 
 def _import_file(path: str) -> tuple[ModuleType, Path]:
     file = Path(path)
+    if file.is_dir():
+        raise LoadError(f"{path}: is a directory; give a .py file, a .yaml spec or pkg.module:name")
     if not file.is_file():
         raise LoadError(f"{path}: no such file")
     if file.suffix != ".py":
@@ -155,7 +157,7 @@ def _import_file(path: str) -> tuple[ModuleType, Path]:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         sys.modules.pop(module_name, None)
         raise LoadError(f"{_user_frame(exc, file)}: error importing {path}: {_describe(exc)}") from exc
     finally:
@@ -174,7 +176,7 @@ def _import_dotted(dotted: str) -> ModuleType:
             raise LoadError(f"no module named {exc.name!r} (looked in the current directory and "
                             "sys.path)") from exc
         raise LoadError(f"{_user_frame(exc, None)}: error importing {dotted}: {_describe(exc)}") from exc
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise LoadError(f"{_user_frame(exc, None)}: error importing {dotted}: {_describe(exc)}") from exc
     finally:
         sys.path.remove(os.getcwd())
@@ -232,7 +234,7 @@ def _instantiate(name: str, entry: Any, kwargs: dict[str, Any]) -> nn.Module:
         pass  # no signature available (C extension): let the call report the problem
     try:
         model = entry(**kwargs)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise LoadError(f"{_user_frame(exc, None)}: building {name} raised {_describe(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise LoadError(f"{name} returned {type(model).__name__}, not an nn.Module")

@@ -190,3 +190,80 @@ def test_head_that_does_not_fit_still_analyses_the_features():
     assert [graph[o].op for o in graph.outputs] == ["flatten"]
     assert result.analysis.border.b_min.index == 10  # conv 10's input r 76 > 64
     assert "RFA204" in [f.code for f in result.findings]
+
+
+def test_auxiliary_head_does_not_hide_the_tail():
+    """Early exits / aux classifiers: the deepest readout defines the main path."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.early = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1))
+            self.late = nn.Sequential(*[nn.Conv2d(8, 8, 3, padding=1) for _ in range(12)])
+            self.fc, self.aux = nn.Linear(8, 10), nn.Linear(8, 10)
+
+        def forward(self, x):
+            e = self.early(x)
+            main = self.fc(self.late(e).mean((2, 3)))
+            return self.aux(e.mean((2, 3))), main
+
+    analysis = rfalint.analyze(Net(), (3, 16, 16))
+    assert analysis.graph[analysis.border.b_min.node].name == "late.6"
+    assert analysis.graph[analysis.border.readout].name == "mean"
+
+
+def test_setitem_writes_are_dataflow():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3, padding=1)
+            self.b = nn.Conv2d(8, 8, 5, padding=2)
+
+        def forward(self, x):
+            y = self.a(x)
+            out = torch.zeros_like(y)
+            out[:, :, :, :] = self.b(y)
+            return out
+
+    analysis = rfalint.analyze(Net(), (3, 16, 16))
+    assert [n.op for n in analysis.graph][1:] == ["Conv2d", "Conv2d", "copy"]
+    assert analysis.rfs[len(analysis.graph) - 1].r_max == (7, 7)
+    assert not [n for n in analysis.graph if n.kind is Kind.UNKNOWN]
+
+
+def test_strided_slices_multiply_the_jump():
+    class Focus(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(12, 8, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(torch.cat([x[..., ::2, ::2], x[..., 1::2, ::2],
+                                        x[..., ::2, 1::2], x[..., 1::2, 1::2]], 1))
+
+    analysis = rfalint.analyze(Focus(), (3, 32, 32))
+    conv = analysis.graph.by_name("conv")
+    assert analysis.rfs[conv.id].jump == (2, 2)
+    assert analysis.rfs[conv.id].r_min == (5, 5)
+
+
+def test_token_flatten_is_not_a_readout():
+    class PatchEmbed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pe = nn.Conv2d(3, 16, 4, stride=4)
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x):
+            tokens = self.pe(x).flatten(2).transpose(1, 2)
+            return self.fc(tokens.mean(1))
+
+    result = rfalint.check(PatchEmbed(), (3, 32, 32), cost=False)
+    codes = [f.code for f in result.findings]
+    assert "RFA201" in codes and "RFA104" not in codes and "RFA105" not in codes
+
+
+def test_adaptive_pool_to_a_larger_map_is_flagged():
+    net = nn.Sequential(nn.Conv2d(3, 3, 3, stride=8), nn.AdaptiveAvgPool2d(7), nn.Conv2d(3, 3, 3))
+    analysis = rfalint.analyze(net, (3, 35, 35))
+    assert analysis.graph.by_name("1").kind is Kind.UNKNOWN

@@ -137,6 +137,14 @@ BAD_INPUTS = {
     "unknown module": (["check", "nosuchpkg.models:net", "--res", "8"], "no module named 'nosuchpkg'"),
     "bad fail-on": (["check", "{tiny}", "--res", "8", "--fail-on", "fatal"], "--fail-on must be one of"),
     "unknown rule": (["rule", "RFA999"], "unknown rule"),
+    "directory": (["check", "{dir}", "--res", "32"], "is a directory"),
+    "sys.exit at import": (["check", "{exits}", "--res", "32"], "error importing"),
+    "sys.exit in forward": (["check", "{exits_forward}", "--res", "8"], "called sys.exit(3)"),
+    "unknown command": (["bogus"], "No such command 'bogus'"),
+    "missing argument": (["rule"], "Missing argument"),
+    "unknown option": (["check", "{tiny}", "--res", "8", "--bogus"], "No such option: --bogus"),
+    "bad cost counter": (["check", "{tiny}", "--res", "8", "--cost-counter", "abacus"],
+                         "--cost-counter must be one of"),
 }
 
 
@@ -151,6 +159,11 @@ def test_bad_input_is_one_line_exit_2(case, capsys, monkeypatch, tmp_path):
                                          "class B(nn.Module):\n    pass\n"),
         "strided": write(tmp_path, "strided.py", "import torch.nn as nn\ndef net():\n"
                                                  "    return nn.Sequential(*[nn.Conv2d(3, 3, 3, 2) for _ in range(3)])\n"),
+        "dir": str(tmp_path),
+        "exits": write(tmp_path, "exits.py", "import sys\nsys.exit(3)\n"),
+        "exits_forward": write(tmp_path, "exits_forward.py", "import sys\nimport torch.nn as nn\n"
+                                                             "class Net(nn.Module):\n"
+                                                             "    def forward(self, x):\n        sys.exit(3)\n"),
         "raises": write(tmp_path, "raises.py", "import torch.nn as nn\nclass Net(nn.Module):\n"
                                                "    def forward(self, x):\n        raise ValueError('nope')\n"),
     }
@@ -187,5 +200,17 @@ def test_cost_counter_choice(capsys, monkeypatch, tmp_path):
     summary = json.loads(out)["summary"]
     assert summary["cost_counter"] == "rfalint-graph"
     assert summary["macs"] == 3 * 4 * 9 * 64 + 2 * (4 * 4 * 9 * 64) + 4 * 2
-    code, _, err = run_cli(capsys, monkeypatch, "check", model, "--res", "8", "--cost-counter", "abacus")
-    assert code == 2 and "counter must be one of" in err
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    """Atomic writes go through mkstemp (0600); outputs must still be readable by others."""
+    import os
+    import stat
+
+    from rfalint.fileio import write_atomic
+
+    target = tmp_path / "out.txt"
+    write_atomic(target, "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask

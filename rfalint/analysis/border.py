@@ -78,22 +78,9 @@ def _split_head(graph: Graph) -> tuple[set[int], set[int]]:
     return head, gates
 
 
-def _feature_end(graph: Graph, head: set[int], rfs: list[NodeRF | None]) -> tuple[int | None, int]:
-    readouts = [n for n in graph if n.id in head and
-                any(rfs[s] is not None for s in n.inputs)]
-    if readouts:
-        readout = readouts[-1]
-        spatial_inputs = [s for s in readout.inputs if rfs[s] is not None]
-        return readout.id, spatial_inputs[0]
-    spatial_outputs = [o for o in graph.outputs if rfs[o] is not None]
-    if spatial_outputs:
-        return None, spatial_outputs[-1]
-    spatial = [n.id for n in graph if rfs[n.id] is not None]
-    return None, spatial[-1]
-
-
-def _main_path(graph: Graph, end: int, rfs: list[NodeRF | None]) -> list[int]:
-    """Longest path (in conv layers) from the input to ``end``, by dynamic programming."""
+def _longest_paths(graph: Graph, rfs: list[NodeRF | None]) -> tuple[list[int], list[int | None]]:
+    """For every spatial node, the most conv layers on a path from the input, and the
+    predecessor on that path (dynamic programming over the execution order)."""
     count = [0] * len(graph)
     best_pred: list[int | None] = [None] * len(graph)
     for node in graph:
@@ -106,6 +93,23 @@ def _main_path(graph: Graph, end: int, rfs: list[NodeRF | None]) -> list[int]:
             best_pred[node.id] = max(preds, key=lambda s: (count[s], sum(rfs[s].r_max)))
             count[node.id] = count[best_pred[node.id]]
         count[node.id] += node.kind is Kind.CONV
+    return count, best_pred
+
+
+def _feature_end(graph: Graph, head: set[int], rfs: list[NodeRF | None], count: list[int]
+                 ) -> tuple[int | None, int]:
+    """The readout and the feature map entering it. With several readouts (auxiliary or
+    early-exit heads) the deepest one wins: most conv layers, then larger r_max, then later."""
+    ends = [(n.id, s) for n in graph if n.id in head for s in n.inputs if rfs[s] is not None]
+    if not ends:
+        ends = [(None, o) for o in graph.outputs if rfs[o] is not None]
+    if not ends:
+        ends = [(None, n.id) for n in graph if rfs[n.id] is not None]
+    return max(ends, key=lambda e: (count[e[1]], sum(rfs[e[1]].r_max), e[1]))
+
+
+def _main_path(end: int, best_pred: list[int | None]) -> list[int]:
+    """The longest path (in conv layers) from the input to ``end``."""
     path = [end]
     while best_pred[path[-1]] is not None:
         path.append(best_pred[path[-1]])
@@ -129,8 +133,9 @@ def _sequence(graph: Graph, path: list[int], rfs: list[NodeRF | None]) -> list[S
 def find_border(graph: Graph, rfs: list[NodeRF | None]) -> Border:
     size = graph.resolution
     head, gates = _split_head(graph)
-    readout, end = _feature_end(graph, head, rfs)
-    path = _main_path(graph, end, rfs)
+    count, best_pred = _longest_paths(graph, rfs)
+    readout, end = _feature_end(graph, head, rfs, count)
+    path = _main_path(end, best_pred)
     seq = _sequence(graph, path, rfs)
 
     def border_of(attr: str) -> SequenceLayer | None:

@@ -249,6 +249,8 @@ def adaptive_pool(call: Call) -> Effect:
     sizes_out = [out[d] for d in main.layout]
     if all(o == 1 for o in sizes_out):
         return Effect(Kind.GLOBAL, None)
+    if any(o > i for i, o in zip(sizes_in, sizes_out)):
+        return unknown(call, f"adaptive pooling to a larger map ({sizes_in} -> {sizes_out})")
     kernels, strides = [], []
     for i, o in zip(sizes_in, sizes_out):
         # PyTorch windows: [floor(k*i/o), ceil((k+1)*i/o)); the largest is the kernel.
@@ -278,7 +280,8 @@ def interpolate(call: Call) -> Effect:
     if mode == "area" or any(s < 1 for s in scale):
         factors = [1 / s for s in scale]
         if any(s > 1 for s in scale) or any(f.denominator != 1 for f in factors):
-            return unknown(call, f"interpolate by non-integer or mixed factors {scale} ({mode!r})")
+            shown = ", ".join(str(f) for f in scale)
+            return unknown(call, f"interpolate by non-integer or mixed factors ({shown}, {mode!r})")
         strides = [int(f) for f in factors]
         taps = strides if mode == "area" else [_INTERP_TAPS[mode] if f > 1 else 1 for f in strides]
         return _window_effect(call, Kind.POOL, taps, strides, 0, 1)
@@ -307,6 +310,9 @@ def flatten(call: Call) -> Effect:
     start = _norm_dim(int(call.args.get("start_dim", 0)), ndim)
     end = _norm_dim(int(call.args.get("end_dim", -1)), ndim)
     if any(start <= d <= end for d in main.layout) and end > start:
+        if all(d in main.layout for d in range(start, end + 1)):
+            # (N, C, H, W) -> (N, C, H*W): positions become tokens (vision transformers)
+            return Effect(Kind.UNKNOWN, None, note="spatial axes flattened into a token axis")
         return Effect(Kind.GLOBAL, None)
     removed = max(0, end - start)
     return Effect(Kind.POINTWISE, tuple(d - removed if d > end else d for d in main.layout))
@@ -377,6 +383,34 @@ def _match_layout(main: TensorInfo, out: tuple[int, ...], call: Call) -> tuple[i
     if delta == 0:
         return main.layout  # slicing keeps dims (channel slices, crops)
     return None
+
+
+def getitem(call: Call) -> Effect:
+    """Slicing: ``x[..., ::2, ::2]`` samples every 2nd position (a 1-tap window of stride
+    2, as in YOLO's Focus stem); offsets and crops keep the RF. Other indexing (ints,
+    None, tensors) goes through :func:`squeeze_like`."""
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    steps = _slice_steps(call.args.get("index"), len(main.shape))
+    if steps is None:
+        return squeeze_like(call)
+    strides = [steps.get(d, 1) for d in main.layout]
+    if all(s == 1 for s in strides):
+        return Effect(Kind.POINTWISE, main.layout)
+    return _window_effect(call, Kind.POOL, 1, strides, 0, 1)
+
+
+def _slice_steps(index: Any, ndim: int) -> dict[int, int] | None:
+    """dim -> slice step for an index made only of slices and one Ellipsis, else None."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if not all(isinstance(p, slice) or p is Ellipsis for p in parts) or \
+            sum(p is Ellipsis for p in parts) > 1:
+        return None
+    if Ellipsis in parts:
+        at = parts.index(Ellipsis)
+        parts = parts[:at] + (slice(None),) * (ndim - len(parts) + 1) + parts[at + 1:]
+    return {d: int(p.step or 1) for d, p in enumerate(parts)}
 
 
 def cat(call: Call) -> Effect:
@@ -468,12 +502,13 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "split": ("input", "split_size_or_sections", "dim"),
     "chunk": ("input", "chunks", "dim"),
     "squeeze": ("input", "dim"),
+    "getitem": ("input", "index"),
     "linear": ("input", "weight", "bias"),
     "pad": ("input", "pad", "mode", "value"),
 }
 
 _UNARY = """relu relu6 leaky_relu elu selu celu gelu silu mish hardswish hardsigmoid sigmoid
-tanh hardtanh softplus softsign prelu rrelu glu logsigmoid tanhshrink softshrink hardshrink
+tanh hardtanh softplus softsign prelu rrelu logsigmoid tanhshrink softshrink hardshrink
 threshold exp log log1p sqrt rsqrt abs neg reciprocal square sin cos erf clamp clip
 clamp_min clamp_max sign floor ceil round dropout dropout1d dropout2d dropout3d
 alpha_dropout feature_alpha_dropout batch_norm instance_norm group_norm local_response_norm
@@ -520,7 +555,7 @@ FUNCTIONAL_OPS: dict[str, tuple[Handler, str | None]] = {
     "swapaxes": (transpose, "transpose"),
     "squeeze": (squeeze_like, "squeeze"),
     "unsqueeze": (squeeze_like, "squeeze"),
-    "getitem": (squeeze_like, None),
+    "getitem": (getitem, "getitem"),
     "softmax": (softmax, "softmax"),
     "log_softmax": (softmax, "softmax"),
     "normalize": (normalize, "normalize"),
@@ -551,7 +586,9 @@ FUNCTIONAL_OPS: dict[str, tuple[Handler, str | None]] = {
 }
 
 # Ops that never carry tensor dataflow worth a node (shape queries, printing, ...).
-IGNORED = {"size", "dim", "numel", "shape", "get", "item", "tolist", "__get__", "__len__",
+IGNORED = {"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
+           "randint_like", "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor",
+           "size", "dim", "numel", "shape", "get", "item", "tolist", "__get__", "__len__",
            "__format__", "__repr__", "__bool__", "__iter__", "is_contiguous", "data_ptr",
            "stride", "storage_offset", "element_size", "is_floating_point", "__contains__",
            "__hash__", "__index__", "__int__", "__float__", "numpy", "backward", "register_hook",
@@ -617,7 +654,7 @@ MODULE_OPS: dict[type, tuple[str, Callable[[nn.Module], dict[str, Any]]]] = {
         nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU,
         nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
         nn.Hardtanh, nn.Softplus, nn.Softsign, nn.LogSigmoid, nn.Tanhshrink, nn.Softshrink,
-        nn.Hardshrink, nn.Threshold, nn.GLU, nn.RReLU, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+        nn.Hardshrink, nn.Threshold, nn.RReLU, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
         nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.BatchNorm1d, nn.BatchNorm2d,
         nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
         nn.InstanceNorm3d, nn.LocalResponseNorm, nn.ChannelShuffle)},
@@ -641,6 +678,10 @@ def display_type(module: nn.Module) -> str:
     if type(module) in OP_MODULES:
         return MODULE_OPS[type(module)][0]
     return type(module).__name__
+
+
+# Leaf modules computed per position with the input's shape (activations, norms, dropout).
+SHAPE_PRESERVING_MODULES = tuple(t for t, (op, _) in MODULE_OPS.items() if op == "identity")
 
 
 def module_call(module: nn.Module) -> tuple[str, dict[str, Any]] | None:

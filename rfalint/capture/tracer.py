@@ -201,7 +201,9 @@ class _Recorder(TorchFunctionMode):
             op = "maximum" if op == "max" else "minimum"
         scope = self.current_scope()
         name = f"{scope}.{op}" if scope else op
-        self._record(op, op, name, inputs, bound, result, None)
+        # x[idx] = y returns None: the written tensor is the op's output from now on.
+        written = args[0] if raw == "__setitem__" else result
+        self._record(op, op, name, inputs, bound, written, None)
         return result
 
 
@@ -246,19 +248,15 @@ def _quiet_fake_tensors():
 
 
 def accepts_input(model: nn.Module, input_shape: tuple[int, ...]) -> bool:
-    """Whether a shape-only forward of this shape gets past the first layers.
-
-    Only shape errors count as a refusal; a forward that fails for other reasons (for
-    example by reading tensor values) is left for the real capture to report.
-    """
+    """Whether a forward on meta tensors of this shape runs. Used to pick the input
+    channels; a forward that fails for any reason (also by reading values) refuses, and
+    the caller then falls back to its first guess, whose capture reports the real error."""
     x = _dummy_input(input_shape, "meta")
     try:
         with torch.no_grad(), _quiet_fake_tensors():
             _forward(model.eval(), x, "meta")
-    except RuntimeError as exc:
-        return "channels" not in str(exc) and "size mismatch" not in str(exc)
-    except Exception:
-        return True
+    except (Exception, SystemExit):
+        return False
     return True
 
 
@@ -286,6 +284,9 @@ def _run(model: nn.Module, input_shape: tuple[int, ...], mode: str
     try:
         with torch.no_grad(), recorder:
             out = _forward(model, x, mode)
+    except SystemExit as exc:
+        raise ModelError(f"the model's forward called sys.exit({exc.code}) at "
+                         f"'{recorder.current_scope() or 'the top-level forward'}'") from None
     except Exception as exc:
         scope = recorder.current_scope()
         head_inputs = getattr(exc, "rfalint_head_inputs", None)
@@ -298,13 +299,6 @@ def _run(model: nn.Module, input_shape: tuple[int, ...], mode: str
     return recorder, out, ""
 
 
-# Leaf modules whose output has their input's shape. Without data only shapes matter,
-# and fake batch_norm alone costs ~10 ms per call through its decompositions.
-_SHAPE_PRESERVING = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm,
-                     nn.modules.dropout._DropoutNd, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU,
-                     nn.Hardswish, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Mish, nn.Tanh)
-
-
 def _empty_like(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     return torch.empty_like(x)
 
@@ -313,7 +307,7 @@ def _empty_like(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
 def _shape_only_forwards(model: nn.Module):
     """Replace shape-preserving leaf forwards by ``empty_like`` while capturing on fakes.
     Hooks still fire (the module is still called), so the graph is unchanged."""
-    patched = [m for m in model.modules() if isinstance(m, _SHAPE_PRESERVING)
+    patched = [m for m in model.modules() if isinstance(m, ops.SHAPE_PRESERVING_MODULES)
                and "forward" not in vars(m)]
     for module in patched:
         module.forward = _empty_like
@@ -356,6 +350,8 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model")
             mode = "fake"
             try:
                 recorder, out, head_error = _run(model, input_shape, "fake")
+            except ModelError:
+                raise
             except Exception as exc:
                 if not _needs_real_data(exc):
                     raise ModelError(_explain_failure(exc, input_shape)) from exc

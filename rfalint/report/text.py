@@ -80,7 +80,7 @@ def _summary(result: CheckResult, console: Console) -> None:
     n_critical = sum(1 for layer in border.sequence if border.status[layer.node] == "critical")
     tail_convs = [t for t in border.tail if graph[t].kind is Kind.CONV]
     lines.append(f"tail: {len(tail_convs)} conv layers ({len(border.tail)} nodes); "
-                 f"critical: {n_critical} conv layers")
+                 f"critical: {n_critical} conv layers on the main path")
     final = analysis.rf_final
     lines.append(f"final RF entering the readout: r_min {fmt_axes(final.r_min)}, "
                  f"r_max {fmt_axes(final.r_max)} vs input {res} px")

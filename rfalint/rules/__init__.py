@@ -38,7 +38,9 @@ def run_rules(analysis: Analysis, select: Iterable[str] = ("RFA",), ignore: Iter
                     for pattern, codes in per_layer_ignores.items()):
                 continue
             findings.append(finding)
-    return sorted(findings, key=Finding.sort_key)
+    order = {node.name: node.id for node in analysis.graph}
+    return sorted(findings, key=lambda f: (-f.severity.rank, f.code, order.get(f.layer, -1),
+                                           f.message))
 
 
 __all__ = ["Example", "Finding", "RULES", "Rule", "Severity", "fmt_axes", "get_rule", "run_rules"]

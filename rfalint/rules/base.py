@@ -35,9 +35,6 @@ class Finding:
     remedy: str = ""
     rule: str = ""
 
-    def sort_key(self) -> tuple:
-        return (-self.severity.rank, self.code, self.layer or "", self.message)
-
 
 @dataclass(frozen=True)
 class Example:
