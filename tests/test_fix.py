@@ -166,7 +166,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path):
         (["fix", str(FIXTURES / "unet.py"), "--res", "8", "--strategy", "truncate",
           "-o", "a.yaml"], "no linear classifier"),
         (["fix", *RESNET, "--strategy", "truncate", "-o", "a.yaml", "--weights", "bad.pt",
-          "--save-weights", "b.pt"], "does not match"),
+          "--save-weights", "b.pt"], "do not match the model"),
         (["fix", *RESNET, "--strategy", "truncate", "-o", "missing/a.yaml"], "does not exist"),
         (["fix", *RESNET, "--strategy", "truncate", "-o", "exists.yaml"], "--force"),
         (["fix", *RESNET, "--strategy", "truncate", "-o", str(FIXTURES / "resnet18.py"),

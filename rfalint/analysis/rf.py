@@ -15,9 +15,11 @@ windows since then have added at the fine jump. ``extra`` can straddle up to
 stride brings the units back onto distinct sources, ``extra`` is folded into ``base``.
 Without upsampling ``grid == j`` and this is the textbook formula. RFs are the worst
 case over unit positions, which is what the gradient-support oracle measures. This is
-exact for stride-1 layers after upsampling (U-Net decoders); a *strided* window right
-after upsampling only samples some phases, and there the worst phase is an upper bound
-(nearest x2 then a 2/2 pool reads one source, reported as two).
+exact for stride-1 layers after nearest/bilinear upsampling and k = s transposed convs
+(U-Net decoders). Where the phase matters the worst phase is an upper bound: a *strided*
+window right after upsampling samples fixed phases (nearest x2 then a 2/2 pool reads one
+source, reported as two), and so does resampling after a transposed conv whose kernel
+is not a multiple of its stride.
 """
 
 from __future__ import annotations

@@ -24,18 +24,15 @@ import torch.nn as nn
 
 from rfalint.analysis import Analysis
 from rfalint.api import analyze
-from rfalint.errors import LoadError, ModelError, UsageError
+from rfalint.errors import ModelError, UsageError
 from rfalint.graph import Kind, Node
 from rfalint.saturation.advice import (Tail, TailComparison, WidthAdvice, compare_tails,
                                        find_tail, width_advice)
 from rfalint.saturation.data import Source
 from rfalint.saturation.stats import LayerStats, Moments, Recorder, feature_dim, layer_stats
+from rfalint.weights import read_state_dict
 
 DEVICES = ("auto", "cpu", "cuda")
-# Keys under which training scripts commonly nest the state dict in a checkpoint.
-STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")
-# Prefixes wrappers add to every key: DistributedDataParallel/DataParallel, torch.compile.
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 @dataclass
@@ -92,43 +89,8 @@ def resolve_device(request: str) -> torch.device:
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a checkpoint with ``weights_only=True``; one line when it does not fit."""
-    file = Path(path)
-    if not file.is_file():
-        raise LoadError(f"--weights {path}: no such file")
-    try:
-        loaded = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickles with custom classes, corrupt files
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise LoadError(f"--weights {path}: cannot load with weights_only=True: "
-                        f"{type(exc).__name__}: {first}") from exc
-    state = _state_dict(loaded, path)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    problems = [f"{len(items)} {what} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})"
-                for what, items in (("missing", missing), ("unexpected", unexpected),
-                                    ("with other shapes", shapes)) if items]
-    if problems:
-        raise ModelError(f"--weights {path} do not match the model: {'; '.join(problems)}")
-    model.load_state_dict(state)
-
-
-def _state_dict(loaded, path) -> dict[str, torch.Tensor]:
-    if isinstance(loaded, dict):
-        for key in STATE_DICT_KEYS:
-            if isinstance(loaded.get(key), dict):
-                loaded = loaded[key]
-                break
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise LoadError(f"--weights {path}: expected a state dict (name -> tensor), or one under "
-                        f"{'/'.join(STATE_DICT_KEYS)}; got {type(loaded).__name__}")
-    for prefix in WRAPPER_PREFIXES:
-        if loaded and all(k.startswith(prefix) for k in loaded):
-            loaded = {k[len(prefix):]: v for k, v in loaded.items()}
-    return loaded
+    """Load a checkpoint into ``model`` (see :func:`rfalint.weights.read_state_dict`)."""
+    model.load_state_dict(read_state_dict(path, model))
 
 
 def measured_layers(analysis: Analysis) -> list[Node]:
