@@ -11,29 +11,15 @@ of an analysis at 224 and 1024 px measured in fresh subprocesses.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _timing import ROOT, median_of
 
 import rfalint  # noqa: E402
-
-
-def median_time(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def forward_time(model: nn.Module, shape, repeat: int) -> float:
@@ -44,11 +30,11 @@ def forward_time(model: nn.Module, shape, repeat: int) -> float:
         with torch.no_grad():
             model(x)
 
-    return median_time(run, repeat)
+    return median_of(repeat, run)
 
 
 def analysis_time(model: nn.Module, shape, repeat: int) -> float:
-    return median_time(lambda: rfalint.analyze(model, shape), repeat)
+    return median_of(repeat, lambda: rfalint.analyze(model, shape))
 
 
 class ResidualNet(nn.Module):

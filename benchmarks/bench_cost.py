@@ -13,27 +13,15 @@ the load average next to the figures.
 from __future__ import annotations
 
 import argparse
-import os
-import time
-from pathlib import Path
 
 import torch
+from _timing import ROOT, best_of, machine_line
 
 import rfalint
 from rfalint.analysis.cost import FVCORE, GRAPH, measure
 from rfalint.errors import ModelError
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ("resnet18", "vgg16", "densenet")
-
-
-def best_of(repeat: int, fn) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -44,8 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.2f}, best of {args.repeat}, {args.res} px")
+    print(machine_line(f"best of {args.repeat}, {args.res} px"))
     header = (f"{'fixture':<10} {'check --no-cost':>16} {'check':>10} {'ratio':>6} "
               f"{'fvcore alone':>13} {'graph alone':>12} {'GMACs':>8} (counter)")
     print(header)

@@ -14,28 +14,16 @@ the load average next to the figures.
 from __future__ import annotations
 
 import argparse
-import os
-import time
-from pathlib import Path
 
 import torch
+from _timing import ROOT, best_of, machine_line
 
 import rfalint
 import rfalint.spec as spec
 from rfalint.spec.build import _assemble, check_shapes
 from rfalint.spec.limits import Limits
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ("vgg16", "resnet18", "resnet34", "mobilenetv2", "inception", "mpnet18")
-
-
-def best_of(repeat: int, fn) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def meta_check(doc) -> None:
@@ -51,8 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.2f}, best of {args.repeat}")
+    print(machine_line(f"best of {args.repeat}"))
     header = (f"{'fixture':<12} {'layers':>6} {'params (M)':>10} {'parse':>8} {'meta check':>11} "
               f"{'real build':>11} {'load':>8} {'export':>8}")
     print(header)
