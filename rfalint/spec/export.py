@@ -14,6 +14,8 @@ against the model, so what it returns is known to reproduce the model.
 
 from __future__ import annotations
 
+import copy
+
 from typing import Any
 
 import torch
@@ -144,6 +146,9 @@ def _constructor_args(node: Node, layer_type: LayerType) -> dict[str, Any]:
         except ArgError as exc:
             raise _refuse(node, f"argument '{pname}': {exc}") from None
     reference = _fingerprint(module)
+    key = repr((layer_type.name, args, reference))
+    if key in _SHORTEST:  # networks repeat layers: each distinct one is minimised once
+        return copy.deepcopy(_SHORTEST[key])
     if not _rebuilds(layer_type, args, reference):
         raise _refuse(node, f"{layer_type.name}(...) with the arguments read from its "
                             "attributes does not rebuild it (a modified or subclassed layer?)")
@@ -161,7 +166,12 @@ def _constructor_args(node: Node, layer_type: LayerType) -> dict[str, Any]:
             if _rebuilds(layer_type, trial, reference):
                 args[pname] = candidate
                 break
-    return {k: _plain(v) for k, v in args.items()}
+    _SHORTEST[key] = {k: _plain(v) for k, v in args.items()}
+    return copy.deepcopy(_SHORTEST[key])
+
+
+# (layer type, arguments read, fingerprint) -> the shortest arguments that rebuild it
+_SHORTEST: dict[str, dict[str, Any]] = {}
 
 
 def _uniform(value: Any) -> bool:
