@@ -11,7 +11,7 @@ translated to the same functional form (:data:`MODULE_OPS`), so ``nn.MaxPool2d``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Sequence
 
@@ -36,7 +36,6 @@ class Call:
     inputs: list[TensorInfo]  # graph tensors only, in argument order
     args: dict[str, Any]
     out_shapes: list[tuple[int, ...]]
-    spatial_dims: int
 
     @property
     def main(self) -> TensorInfo:
@@ -52,7 +51,6 @@ class Effect:
     geometry: Window | Resample | None = None
     gates: tuple[int, ...] = ()
     note: str = ""
-    args: dict[str, Any] = field(default_factory=dict)
 
 
 Handler = Callable[[Call], Effect]
