@@ -6,9 +6,10 @@ model errors (one line on stderr; ``--debug`` shows the traceback).
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, TextIO
 
 import typer
 from rich.console import Console
@@ -38,6 +39,27 @@ app = typer.Typer(
 )
 
 _debug = {"on": False}
+# rfalint's own output stream while a command runs; sys.stdout is stderr then, so that the
+# prints of user code (at import, in __init__ or forward) never corrupt JSON or SARIF.
+_stdout: list[TextIO] = []
+
+
+def _user_prints_to_stderr(command):
+    """Decorate a command that runs user code: rfalint writes through :func:`_out`."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        _stdout.append(sys.stdout)
+        sys.stdout = sys.stderr
+        try:
+            return command(*args, **kwargs)
+        finally:
+            sys.stdout = _stdout.pop()
+    return run
+
+
+def _out() -> TextIO:
+    return _stdout[-1] if _stdout else sys.stdout
+
 
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")
 RES = typer.Option(None, "--res", "-r", help="Input resolution: N, HxW or DxHxW.")
@@ -47,7 +69,8 @@ ARGS = typer.Option(None, "--arg", "-a", help="Factory keyword argument key=valu
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    return Console(highlight=False, soft_wrap=False, width=None if _out().isatty() else 160,
+                   file=_out())
 
 
 def load_for_check(target: str, res: Optional[str], in_channels: Optional[int],
@@ -68,6 +91,7 @@ CONFIG = typer.Option(None, "--config", metavar="FILE",
 
 
 @app.command()
+@_user_prints_to_stderr
 def check(
     model: Optional[str] = typer.Argument(
         None, help="file.py[:name], pkg.module:name or spec.yaml \\[default: every model in "
@@ -101,8 +125,8 @@ def check(
                                  help="Skip counting params and MACs (no fvcore forward)."),
     cost_counter: str = typer.Option(
         "auto", "--cost-counter",
-        help="auto (fvcore, else rfalint's graph counter), fvcore, or rfalint-graph (no "
-             "forward pass: fastest; agrees with fvcore on every bundled fixture)."),
+        help="auto (rfalint's graph counter, no forward pass; fvcore only for ops it cannot "
+             "count), rfalint-graph, or fvcore (a traced forward; the cross-check)."),
     debug: bool = DEBUG,
 ) -> None:
     """Report per-layer receptive fields, the border layer, the tail and rule findings.
@@ -117,7 +141,7 @@ def check(
     settings = load_settings(config).override(model=model, res=res, args=arg, select=select,
                                               ignore=ignore, fail_on=fail_on)
     if show_settings:
-        sys.stdout.write(settings.to_toml())
+        _out().write(settings.to_toml())
         raise typer.Exit(0)
     if statistics and output_format not in ("text", "json"):
         raise UsageError("--statistics works with --format text or json")
@@ -142,11 +166,11 @@ def check(
         refuse_inputs(plot, inputs, "--plot")
         save_rf_plot(results[0].analysis, results[0].target, plot)
     if statistics:
-        sys.stdout.write((statistics_json if output_format == "json" else statistics_text)(results))
+        _out().write((statistics_json if output_format == "json" else statistics_text)(results))
     elif output_format == "json":
-        sys.stdout.write(to_json(results[0]) if model is not None else to_json_all(results))
+        _out().write(to_json(results[0]) if model is not None else to_json_all(results))
     elif output_format in MACHINE_FORMATS:
-        sys.stdout.write(MACHINE_FORMATS[output_format](results))
+        _out().write(MACHINE_FORMATS[output_format](results))
     else:
         console = _console()
         for i, result in enumerate(results):
@@ -160,6 +184,7 @@ def check(
 
 
 @app.command("graph")
+@_user_prints_to_stderr
 def graph_command(
     model: str = typer.Argument(..., help="file.py[:name], pkg.module:name or spec.yaml"),
     res: Optional[str] = RES,
@@ -184,7 +209,7 @@ def graph_command(
     [result] = check_models(settings, in_channels, cost=False)
     text = DIAGRAMS[output_format](result.analysis, all_nodes=all_nodes)
     if output is None:
-        sys.stdout.write(text)
+        _out().write(text)
     else:
         refuse_inputs(output, [settings.path, result.source], "--output")
         write_atomic(output, text)
@@ -200,6 +225,7 @@ def _floats(option: str, text: Optional[str]) -> Optional[List[float]]:
 
 
 @app.command("saturation")
+@_user_prints_to_stderr
 def saturation_command(
     model: str = typer.Argument(..., help="file.py[:name], pkg.module:name or spec.yaml"),
     data: str = typer.Option(..., "--data", "-d",
@@ -243,12 +269,13 @@ def saturation_command(
     if result is None:  # a torchrun rank other than 0: rank 0 reports
         return
     if output_format == "json":
-        sys.stdout.write(saturation.to_json(result))
+        _out().write(saturation.to_json(result))
     else:
         saturation.render_text(result, _console())
 
 
 @app.command("export")
+@_user_prints_to_stderr
 def export_command(
     model: str = typer.Argument(..., help="file.py[:name], pkg.module:name or spec.yaml"),
     res: Optional[str] = RES,
@@ -270,12 +297,13 @@ def export_command(
     origin = " ".join([model, *(f"--arg {a}" for a in arg or ())])
     text = spec.export_yaml(loaded.model, shape, spec.name_for(model), origin)
     if path is None:
-        sys.stdout.write(text)
+        _out().write(text)
     else:
         write_atomic(path, text)
 
 
 @app.command("fix")
+@_user_prints_to_stderr
 def fix_command(
     model: str = typer.Argument(..., help="file.py[:name], pkg.module:name or spec.yaml"),
     res: Optional[str] = RES,
@@ -327,7 +355,7 @@ def fix_command(
                       "freshly initialised (new or resized layers)")
         files.append((save_weights, fix.save_weights(moved)))
     if output == "-":
-        sys.stdout.write(text)
+        _out().write(text)
     elif output is None:
         console.print("verified; nothing written (pass -o FILE to write the result)")
     fix.write_all(files)

@@ -22,7 +22,6 @@ from typing import Any
 import torch.nn as nn
 import yaml
 
-from rfalint.capture.tracer import accepts_input
 from rfalint.errors import LoadError, UsageError
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -69,8 +68,10 @@ _DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.ConvTranspose1d: 1,
 
 def input_shape(model: nn.Module, res: tuple[int, ...], in_channels: int | None) -> tuple[int, ...]:
     """(C, *spatial). A single size is repeated over the model's spatial dims, which are
-    read from its first conv/pool/norm layer. Without ``in_channels``, the first conv's
-    input channels are tried, then 3 (a functional first conv has no module to read)."""
+    read from its first conv/pool/norm layer. Without ``in_channels``, C is the input
+    channels of the model's first conv layer, else 3. No forward runs here: a model whose
+    first registered conv is not the one that reads the input fails its capture with
+    torch's channel error, and the caller passes ``in_channels``."""
     if in_channels is not None and in_channels <= 0:
         raise UsageError(f"--in-channels must be positive, got {in_channels}")
     if len(res) == 1:
@@ -79,11 +80,7 @@ def input_shape(model: nn.Module, res: tuple[int, ...], in_channels: int | None)
     if in_channels is not None:
         return (in_channels, *res)
     first_conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
-    guesses = [first_conv.in_channels] if first_conv is not None else []
-    for channels in dict.fromkeys(guesses + [3]):
-        if accepts_input(model, (channels, *res)):
-            return (channels, *res)
-    return (guesses[0] if guesses else 3, *res)  # the capture will report the real error
+    return (first_conv.in_channels if first_conv is not None else 3, *res)
 
 
 def load_model(target: str, kwargs: dict[str, Any] | None = None) -> LoadedModel:

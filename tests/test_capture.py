@@ -12,7 +12,7 @@ from rfalint.capture import capture
 from rfalint.errors import ModelError
 from rfalint.graph import Kind
 
-from conftest import fixture_model
+from conftest import FIXTURE_NAMES, fixture_input_shape, fixture_model, small_kwargs
 
 
 def names_ops(graph):
@@ -169,16 +169,9 @@ def test_forward_error_is_reported_with_scope():
 
 def test_every_fixture_is_understood():
     """No fixture hits an op rfalint does not know."""
-    import glob
-    import os
-
-    for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "fixtures", "[a-z]*.py"))):
-        name = os.path.basename(path)[:-3]
-        shape = {"audio1d": (1, 4000), "video3d": (3, 8, 32, 32)}.get(name, (3, 64, 64))
-        if name.startswith("vgg"):
-            shape = (3, 32, 32)  # Cifar heads: flatten of a 1x1 map into Linear(512)
-        kwargs = {"width": 8} if name.startswith(("resnet", "mpnet")) else {}
-        analysis = rfalint.analyze(fixture_model(name, **kwargs), shape)
+    for name in FIXTURE_NAMES:
+        analysis = rfalint.analyze(fixture_model(name, **small_kwargs(name)),
+                                   fixture_input_shape(name))
         unknown = [n.name for n in analysis.graph if n.kind is Kind.UNKNOWN]
         assert unknown == [], (name, unknown)
 

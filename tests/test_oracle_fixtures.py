@@ -8,38 +8,36 @@ sees and rfalint by convention excludes, so only layers before the first gate co
 
 from __future__ import annotations
 
-import glob
-import os
-
 import pytest
 import torch
 
 import rfalint
 from oracle import gradient_support_many
 
-from conftest import FIXTURES, fixture_model
+from conftest import FIXTURE_NAMES as NAMES
+from conftest import fixture_model, small_kwargs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-MAX_R = 96  # probe layers whose RF fits; inputs stay small enough for float64 on CPU
-SHAPES = {"audio1d": (1, 1), "video3d": (3, 1, 1, 1)}
-SMALL = {"resnet": {"width": 8}, "mpnet": {"width": 8}, "densenet": {"growth_rate": 8},
-         "unet": {"width": 4}, "cbam_net": {"width": 8}, "nonsquare": {"width": 8},
-         "audio1d": {"width": 8}, "video3d": {"width": 4}}
-NAMES = sorted(os.path.basename(p)[:-3] for p in glob.glob(str(FIXTURES / "[a-z]*.py")))
-
-
-def small_kwargs(name: str) -> dict:
-    return next((kw for prefix, kw in SMALL.items() if name.startswith(prefix)), {})
-
-
-def probe_layers(analysis) -> list:
+# probe layers whose RF fits; inputs stay small enough for float64 on CPU
+MAX_R = {1: 96, 2: 96, 3: 24}
+SHAPES = {"audio1d": (1, 1), "video3d": (3, 1, 1, 1), "unet3d_medical": (1, 1, 1, 1)}
+def probe_layers(analysis, max_r: int) -> list[tuple[str, int]]:
+    """(module name, node id) of main-path convs to measure. A functional conv (a "same"-
+    padding conv subclass calling ``F.conv2d``) is measured at its module when it is the
+    last op recorded in that module's scope, i.e. its output is the module's output."""
     graph = analysis.graph
     first_gate = min((n.id for n in graph if n.gates), default=len(graph))
-    layers = [graph[layer.node] for layer in analysis.border.sequence
-              if layer.node < first_gate and graph[layer.node].module is not None
-              and "@" not in graph[layer.node].name
-              and max(analysis.rfs[layer.node].r_max) <= MAX_R]
+    last_in_scope = {n.scope: n.id for n in graph}
+    layers = []
+    for layer in analysis.border.sequence:
+        node = graph[layer.node]
+        if node.id >= first_gate or "@" in node.name or max(analysis.rfs[node.id].r_max) > max_r:
+            continue
+        if node.module is not None:
+            layers.append((node.name, node.id))
+        elif node.scope and last_in_scope[node.scope] == node.id:
+            layers.append((node.scope, node.id))
     step = max(1, len(layers) // 6)
     return layers[::step][:8]
 
@@ -55,9 +53,9 @@ def test_engine_matches_gradient_support(name):
     if name.startswith("vgg"):
         shape = (channels, 32, 32)
     analysis = rfalint.analyze(model, shape)
-    layers = probe_layers(analysis)
+    layers = probe_layers(analysis, MAX_R[ndim])
     assert layers, "no layer to probe"
-    r_max = {n.name: analysis.rfs[n.id].r_max for n in layers}
+    r_max = {name: analysis.rfs[node].r_max for name, node in layers}
     size = [2 * max(r[a] for r in r_max.values()) + 16 for a in range(ndim)]
     size = [-(-s // 32) * 32 for s in size]  # U-Net style nets need divisible sizes
     supports = gradient_support_many(model, (channels, *size), list(r_max))

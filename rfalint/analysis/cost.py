@@ -22,25 +22,26 @@ Convention (the same for both counters, so their totals agree):
 
 Counters (:attr:`Cost.counter`):
 
-* ``"fvcore"`` (primary): ``FlopCountAnalysis(...).by_module()`` on a real zero input of
-  the analysed shape. Its per-module totals go to the graph's leaf-module nodes. A module
-  called several times (nodes ``name``, ``name@2``...) has one fvcore total; it is split
-  between the calls in proportion to each call's MACs on the rfalint graph (equal shares
-  when those are all 0). Functional ops (``F.conv2d`` in a custom forward) have no module
-  of their own, so their nodes take the rfalint-graph count. MACs fvcore found that no
-  node holds (an einsum in a custom forward, ops on tensors not computed from the input)
-  are kept in the total as :attr:`Cost.macs_unattributed`.
-* ``"rfalint-graph"`` (fallback): a table-driven counter over the captured graph, from
-  its shapes and the layers' kernel sizes and groups. Used when fvcore's
-  ``torch.jit.trace`` fails (a dict output holding a non-tensor, ...) and when capture
-  found that the head fails at this resolution (``Graph.head_error``: fvcore's forward
-  would fail there too); the reason is kept in :attr:`Cost.fallback_reason`. Nodes whose
-  MACs it cannot derive are listed in :attr:`Cost.skipped_ops`.
+* ``"rfalint-graph"`` (default): a table-driven counter over the captured graph, from its
+  shapes and the layers' kernel sizes and groups. No forward pass runs. Functional ops
+  whose MACs it cannot derive are listed in :attr:`Cost.skipped_ops`; under ``"auto"``
+  they make fvcore count the model instead, and :attr:`Cost.fallback_reason` says why.
+* ``"fvcore"`` (the cross-check; ``--cost-counter fvcore``): ``FlopCountAnalysis(...)
+  .by_module()`` on a real zero input of the analysed shape. Its per-module totals go to
+  the graph's leaf-module nodes. A module called several times (nodes ``name``,
+  ``name@2``...) has one fvcore total; it is split between the calls in proportion to
+  each call's MACs on the rfalint graph (equal shares when those are all 0). Functional
+  ops (``F.conv2d`` in a custom forward) have no module of their own, so their nodes take
+  the graph count. MACs fvcore found that no node holds are kept in the total as
+  :attr:`Cost.macs_unattributed`. When fvcore's ``torch.jit.trace`` fails, or the head
+  fails at this resolution (``Graph.head_error``), the graph count stands and the reason
+  is kept in :attr:`Cost.fallback_reason`. The test suite asserts that both counters
+  agree node by node on every fixture.
 
 Parameters: each leaf module's parameters go to its first call (a shared module counts
 once). Parameters a functional op uses (``F.conv2d(x, self.weight, self.bias)``) are found
 by shape among the unclaimed parameters of the module whose forward made the call. The
-total is ``fvcore.nn.parameter_count(model)[""]``; what no node claims (modules never
+total counts every distinct parameter of the model once; what no node claims (modules never
 called, ...) is :attr:`Cost.params_unattributed`.
 
 Example::
@@ -50,7 +51,7 @@ Example::
     >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
     >>> cost = measure(net, capture(net, (3, 8, 8)))
     >>> cost.counter, cost.params_total, cost.macs_total, cost.flops_total
-    ('fvcore', 224, 13824, 27648)
+    ('rfalint-graph', 224, 13824, 27648)
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class Cost:
     macs_total: int
     counter: str  # FVCORE or GRAPH
     skipped_ops: dict[str, int]  # op -> calls the counter did not count (0 MACs)
-    fallback_reason: str | None = None  # why fvcore was not used, when it was tried
+    fallback_reason: str | None = None  # why the other counter was used, when one was tried
 
     @property
     def flops_total(self) -> int:
@@ -127,31 +128,36 @@ def regions(border: Border) -> dict[str, list[int]]:
 def measure(model: nn.Module, graph: Graph, counter: str = "auto") -> Cost:
     """Count parameters and MACs of ``model`` per node of ``graph`` (its capture).
 
-    ``counter``: ``"auto"`` tries fvcore and falls back to the graph counter when fvcore
-    fails; ``"fvcore"`` raises :class:`ModelError` instead; ``"rfalint-graph"`` never runs
-    a forward. Like capture, this puts the model in eval mode (a traced forward in train
-    mode would update batch-norm statistics).
+    ``counter``: ``"auto"`` (default) uses rfalint's graph counter, which needs no forward
+    pass, and falls back to fvcore only where the graph counter meets an op it cannot
+    count (the reason says which); ``"rfalint-graph"`` never runs a forward; ``"fvcore"``
+    runs fvcore's traced forward and raises :class:`ModelError` when it fails. Like
+    capture, fvcore puts the model in eval mode (a traced forward in train mode would
+    update batch-norm statistics).
     """
     if counter not in COUNTERS:
         raise UsageError(f"counter must be one of {', '.join(COUNTERS)}, got {counter!r}")
     params = _node_params(model, graph)
-    params_total = _fvcore_nn().parameter_count(model)[""]
+    params_total = sum(p.numel() for p in model.parameters())
     graph_macs = [_graph_macs(graph, node) for node in graph]
-    reason = None
-    if counter != GRAPH:
-        try:
-            if graph.head_error:  # fvcore's forward would fail there too, after all the compute
-                raise RuntimeError(f"the head fails at this resolution: {graph.head_error}")
-            by_module, total, skipped = _fvcore(model, graph)
-        except Exception as exc:  # jit tracing fails in many model-specific ways
-            if counter == FVCORE:
-                raise ModelError(f"fvcore could not count this model: {_one_line(exc)}") from exc
-            reason = f"fvcore failed ({_one_line(exc)})"
-        else:
-            macs = _attribute(model, graph, by_module, graph_macs)
-            return Cost(params, macs, params_total, max(total, sum(macs)), FVCORE,
-                        dict(skipped), None)
     skipped = Counter(n.op for n in graph if n.id and n.module is None and _uncounted(n.op))
+    if counter == GRAPH or (counter == "auto" and not skipped):
+        return Cost(params, graph_macs, params_total, sum(graph_macs), GRAPH, dict(skipped))
+    reason = None
+    try:
+        if graph.head_error:  # fvcore's forward would fail there too, after all the compute
+            raise RuntimeError(f"the head fails at this resolution: {graph.head_error}")
+        by_module, total, fv_skipped = _fvcore(model, graph)
+    except Exception as exc:  # jit tracing fails in many model-specific ways
+        if counter == FVCORE:
+            raise ModelError(f"fvcore could not count this model: {_one_line(exc)}") from exc
+        reason = f"fvcore failed ({_one_line(exc)})"
+    else:
+        macs = _attribute(model, graph, by_module, graph_macs)
+        reason = None if counter == FVCORE else \
+            f"the graph counter cannot count {', '.join(sorted(skipped))}: fvcore counted"
+        return Cost(params, macs, params_total, max(total, sum(macs)), FVCORE,
+                    dict(fv_skipped), reason)
     return Cost(params, graph_macs, params_total, sum(graph_macs), GRAPH, dict(skipped), reason)
 
 

@@ -10,6 +10,7 @@ translated to the same functional form (:data:`MODULE_OPS`), so ``nn.MaxPool2d``
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -678,17 +679,51 @@ def display_type(module: nn.Module) -> str:
     return type(module).__name__
 
 
-# Leaf modules computed per position with the input's shape (activations, norms, dropout).
-SHAPE_PRESERVING_MODULES = tuple(t for t, (op, _) in MODULE_OPS.items() if op == "identity")
+def leaf_type(module: nn.Module) -> type | None:
+    """The table type ``module`` provably behaves as, or None if rfalint descends into it.
+
+    An exact table type qualifies, and so does a subclass that overrides none of its
+    base's methods (a ``class MyBN(nn.BatchNorm2d): pass``). A subclass with a method of
+    its own (a norm+activation layer with its own ``forward``, a "same"-padding conv that
+    overrides ``_conv_forward``) or an instance with a patched ``forward`` is ordinary code:
+    the tracer records the ops it runs.
+    """
+    cls = type(module)
+    if cls in MODULE_OPS:
+        return None if "forward" in vars(module) else cls
+    return _inherited_leaf(cls) if "forward" not in vars(module) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _inherited_leaf(cls: type) -> type | None:
+    base = next((b for b in cls.__mro__[1:] if b in MODULE_OPS), None)
+    if base is None:
+        return None
+    for sub in cls.__mro__[:cls.__mro__.index(base)]:
+        if any(callable(v) and hasattr(base, k) for k, v in vars(sub).items()
+               if k not in _NOT_CALLED_BY_FORWARD and (not k.startswith("__") or k == "__call__")):
+            return None
+    return base
+
+
+# Methods a subclass may override without changing what its forward computes.
+_NOT_CALLED_BY_FORWARD = frozenset({"extra_repr", "reset_parameters", "reset_running_stats",
+                                    "_load_from_state_dict", "_save_to_state_dict"})
 
 
 def module_call(module: nn.Module) -> tuple[str, dict[str, Any]] | None:
     """The functional form of a leaf module, or None if rfalint descends into it."""
-    entry = MODULE_OPS.get(type(module))
-    if entry is None:
+    cls = leaf_type(module)
+    if cls is None:
         return None
-    op, read_args = entry
+    op, read_args = MODULE_OPS[cls]
     return op, read_args(module)
+
+
+def is_shape_preserving_leaf(module: nn.Module) -> bool:
+    """Leaf modules whose output has the input's shape (activations, norms, dropout)."""
+    cls = leaf_type(module)
+    return cls is not None and MODULE_OPS[cls][0] == "identity"
 
 
 def handler_for(op: str) -> Handler | None:

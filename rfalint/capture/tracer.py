@@ -19,6 +19,8 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 from collections import Counter
 from typing import Any
@@ -29,7 +31,7 @@ from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from rfalint.capture import ops
+from rfalint.capture import ops, shapes
 from rfalint.errors import ModelError
 from rfalint.graph import Graph, Kind, Node
 
@@ -45,10 +47,13 @@ class _Recorder(TorchFunctionMode):
         self.producer: dict[int, tuple[int, int]] = {}  # id(tensor) -> (node id, output slot)
         self.alive: list[torch.Tensor] = []  # keeps ids unique while capturing
         self.names = {m: n for n, m in model.named_modules()}
+        # Decided before any forward is patched for speed, so patching cannot change it.
+        self.leaves = {m: call for m in model.modules() if (call := ops.module_call(m))}
         self.scope: list[str] = []
         self.leaf_depth = 0
         self.leaf_inputs: list[Any] = []
         self.used_names: Counter[str] = Counter()
+        self.lost_at = ""  # first module whose output lost track of the input
         self.handles = []
         for module in model.modules():
             self.handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
@@ -135,7 +140,7 @@ class _Recorder(TorchFunctionMode):
     def _pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         name = self.names.get(module, self.current_scope())
         self.scope.append(name)
-        if self.leaf_depth or ops.module_call(module) is not None:
+        if self.leaf_depth or module in self.leaves:
             self.leaf_depth += 1
             if self.leaf_depth == 1:
                 self.leaf_inputs.append(self._tensor_inputs((args, kwargs)))
@@ -143,6 +148,7 @@ class _Recorder(TorchFunctionMode):
     def _post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         name = self.scope.pop()
         if not self.leaf_depth:
+            self._check_traced(name, args, kwargs, output)
             return
         self.leaf_depth -= 1
         if self.leaf_depth:
@@ -150,18 +156,32 @@ class _Recorder(TorchFunctionMode):
         inputs = self.leaf_inputs.pop()
         if not inputs:
             return
-        op, margs = ops.module_call(module)
+        op, margs = self.leaves[module]
         self._record(op, ops.display_type(module), name or type(module).__name__.lower(),
                      inputs, margs, output, module)
+
+    def _check_traced(self, name: str, args: tuple, kwargs: dict, output: Any) -> None:
+        """Remember the first module that took a traced tensor and returned only untraced
+        ones: if no output can be traced to the input, the error names it."""
+        if self.lost_at or not self._tensor_inputs((args, kwargs)):
+            return
+        returned = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
+        if returned and not any(id(t) in self.producer for t in returned):
+            self.lost_at = name or "the top-level module"
 
     def _call(self, func, args: tuple, kwargs: dict) -> Any:
         """Run ``func``; without data, shape-preserving ops just return a tensor of the
         input's shape (meta kernels of activations and norms go through slow decompositions)."""
         raw = getattr(func, "__name__", "")
-        if self.shape_only and args and isinstance(args[0], torch.Tensor) and \
-                ops.normalise_op_name(raw) in ops.SHAPE_PRESERVING:
-            inplace = raw.endswith("_") or kwargs.get("inplace", False)
-            return args[0] if inplace else torch.empty_like(args[0])
+        if self.shape_only and args:
+            op = ops.normalise_op_name(raw)
+            if op in ops.SHAPE_PRESERVING and isinstance(args[0], torch.Tensor):
+                return args[0] if _aliases_input(func, op, raw, args, kwargs) \
+                    else shapes.empty_like(args[0])
+            if op in shapes.SHAPE_FUNCTIONS and "out" not in kwargs:
+                result = _shape_only_result(func, op, raw, args, kwargs)
+                if result is not None:
+                    return result
         return func(*args, **kwargs)
 
     def _mark_head_failure(self, exc: Exception, args: tuple, kwargs: dict) -> None:
@@ -247,19 +267,6 @@ def _quiet_fake_tensors():
         log.setLevel(level)
 
 
-def accepts_input(model: nn.Module, input_shape: tuple[int, ...]) -> bool:
-    """Whether a forward on meta tensors of this shape runs. Used to pick the input
-    channels; a forward that fails for any reason (also by reading values) refuses, and
-    the caller then falls back to its first guess, whose capture reports the real error."""
-    x = _dummy_input(input_shape, "meta")
-    try:
-        with torch.no_grad(), _quiet_fake_tensors():
-            _forward(model.eval(), x, "meta")
-    except (Exception, SystemExit):
-        return False
-    return True
-
-
 def _forward(model: nn.Module, x: torch.Tensor, mode: str) -> Any:
     """One forward in ``mode``: "meta" (parameters swapped for meta tensors, no compute),
     "fake" (FakeTensorMode: also copes with tensors created on the CPU inside forward) or
@@ -299,20 +306,73 @@ def _run(model: nn.Module, input_shape: tuple[int, ...], mode: str
     return recorder, out, ""
 
 
+def _shape_only_result(func, op: str, raw: str, args: tuple, kwargs: dict) -> Any:
+    """The op's output from :mod:`rfalint.capture.shapes`, or None to run its kernel."""
+    if ops.handler_for(op) is ops.merge:
+        result = shapes.SHAPE_FUNCTIONS[op]({"operands": args, "kwargs": kwargs})
+        if result is not None and _aliases_input(func, op, raw, args, kwargs):
+            # x += y returns x itself, which must keep its shape
+            return args[0] if result.shape == args[0].shape else None
+        return result
+    if _aliases_input(func, op, raw, args, kwargs):
+        return None
+    return shapes.SHAPE_FUNCTIONS[op](_bind(op, args, kwargs))
+
+
+def _aliases_input(func, op: str, raw: str, args: tuple, kwargs: dict) -> bool:
+    """Whether the real op returns its input object (in-place ops, dropout when not
+    training), which the tracer must see exactly as on real data."""
+    if raw.endswith("_") or raw in ("__iadd__", "__isub__", "__imul__", "__itruediv__"):
+        return True
+    bound = _bound_args(func, args, kwargs)
+    if bound.get("inplace"):
+        return True
+    return op.startswith(_DROPOUTS) and not bound.get("training", bound.get("train", True))
+
+
+_DROPOUTS = ("dropout", "alpha_dropout", "feature_alpha_dropout")
+
+
+def _bound_args(func, args: tuple, kwargs: dict) -> dict[str, Any]:
+    names = _parameter_names(func)
+    return {**dict(zip(names, args)), **kwargs}
+
+
+@functools.lru_cache(maxsize=None)
+def _parameter_names(func) -> tuple[str, ...]:
+    try:
+        return tuple(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return ()
+
+
+def _returns_input(module: nn.Module) -> bool:
+    """Leaf modules whose real forward returns the input object itself (eval mode)."""
+    return isinstance(module, _ALIASING_MODULES) or getattr(module, "inplace", False) is True
+
+
+_ALIASING_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                     nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+def _identity(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return x
+
+
 def _empty_like(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    return torch.empty_like(x)
+    return shapes.empty_like(x)
 
 
 @contextlib.contextmanager
 def _shape_only_forwards(model: nn.Module):
-    """Replace shape-preserving leaf forwards by ``empty_like`` while running without data.
-    Hooks still fire (the module is still called), so the graph is unchanged. The
-    recorder's own shortcut covers functional calls; this one also speeds up the
-    recorder-less probe of :func:`accepts_input` (5x on ResNet152)."""
-    patched = [m for m in model.modules() if isinstance(m, ops.SHAPE_PRESERVING_MODULES)
-               and "forward" not in vars(m)]
+    """Replace shape-preserving leaf forwards (exact activation, norm and dropout types and
+    subclasses that override nothing) by an empty tensor of the input's shape, or the input
+    itself where the real forward returns it, while running without data. Hooks still fire
+    (the module is still called), so the graph is unchanged; the recorder's own shortcut
+    covers the same ops called functionally."""
+    patched = [m for m in model.modules() if ops.is_shape_preserving_leaf(m)]
     for module in patched:
-        module.forward = _empty_like
+        module.forward = _identity if _returns_input(module) else _empty_like
     try:
         yield
     finally:
@@ -331,34 +391,26 @@ def _needs_real_data(exc: Exception) -> bool:
         return True
     text = str(exc).lower()
     return any(hint in text for hint in ("data-dependent", "data dependent", "fake", "meta tensor",
-                                         "data pointer", "cannot access storage", "item()"))
+                                         "data pointer", "cannot access storage", "item()",
+                                         "numpy()"))
 
 
-def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model") -> Graph:
+def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
+            mode: str = "auto") -> Graph:
     """Run ``model`` once on a dummy input of ``(C, *spatial)`` and return its graph.
 
-    Tries the cheapest forward that works: meta tensors (shapes only), then fake tensors
-    (shapes only, but tolerant of CPU tensors made inside forward), then real data for
-    forwards whose control flow reads tensor values. Shape errors end the search.
+    ``mode="auto"`` tries the cheapest forward that works: meta tensors (shapes only), then
+    fake tensors (shapes only, but tolerant of CPU tensors made inside forward), then real
+    data for forwards whose control flow reads tensor values. Shape errors end the search.
+    ``mode="real"`` runs on real data at once. The test suite asserts that both give the
+    same graph: the shape-only shortcuts must never change what is captured.
     """
+    if mode not in ("auto", "real"):
+        raise ValueError(f"capture mode must be 'auto' or 'real', got {mode!r}")
     model.eval()
     with _quiet_fake_tensors():
-        try:
-            recorder, out, head_error = _run(model, input_shape, "meta")
-            mode = "fake" if head_error else "meta"
-        except Exception:
-            mode = "fake"
-        # A failure on meta tensors may be meta's (a CPU tensor made inside forward):
-        # only a failure on fake tensors is the user's.
-        if mode == "fake":
-            try:
-                recorder, out, head_error = _run(model, input_shape, "fake")
-            except ModelError:
-                raise
-            except Exception as exc:
-                if not _needs_real_data(exc):
-                    raise ModelError(_explain_failure(exc, input_shape)) from exc
-                mode = "real"
+        if mode == "auto":
+            recorder, out, head_error, mode = _run_shape_only(model, input_shape)
     if mode == "real":
         try:
             recorder, out, head_error = _run(model, input_shape, "real")
@@ -367,10 +419,42 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model")
     outputs = sorted({recorder.producer[id(t)][0] for t in tree_flatten(out)[0]
                       if isinstance(t, torch.Tensor) and id(t) in recorder.producer})
     if not outputs:
-        raise ModelError("the model's forward returned no tensor computed from its input")
+        raise ModelError(_lost_output(recorder))
     nodes, outputs = _live(recorder.nodes, outputs)
     return Graph(nodes, tuple(input_shape), outputs, model_name=name, capture_mode=mode,
                  head_error=head_error)
+
+
+def _run_shape_only(model: nn.Module, input_shape: tuple[int, ...]):
+    """Meta tensors, else fake tensors; mode "real" when the forward reads values."""
+    try:
+        recorder, out, head_error = _run(model, input_shape, "meta")
+        if not head_error:
+            return recorder, out, head_error, "meta"
+    except Exception:
+        pass  # may be meta's fault (a CPU tensor made inside forward): fake tensors decide
+    try:
+        recorder, out, head_error = _run(model, input_shape, "fake")
+    except ModelError:
+        raise
+    except Exception as exc:
+        if not _needs_real_data(exc):
+            raise ModelError(_explain_failure(exc, input_shape)) from exc
+        return None, None, "", "real"
+    return recorder, out, head_error, "fake"
+
+
+def _lost_output(recorder: "_Recorder") -> str:
+    """Say where tracing stopped: the last module with a traced output, and the first
+    module that took a traced tensor and returned untraced ones."""
+    message = "the model's forward returned no tensor computed from its input"
+    last = next((n for n in reversed(recorder.nodes) if n.id), None)
+    details = []
+    if last is not None:
+        details.append(f"the last traced tensor came from '{last.name}' ({last.op})")
+    if recorder.lost_at:
+        details.append(f"'{recorder.lost_at}' returned a tensor not computed from its inputs")
+    return f"{message}: {'; '.join(details)}" if details else message
 
 
 def _live(nodes: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]:

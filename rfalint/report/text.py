@@ -116,7 +116,8 @@ def _cost_lines(result: CheckResult) -> list[str]:
              f"= {_si(cost.flops_total, 'FLOPs')} (1 MAC = 1 multiply-add, FLOPs = 2 x MACs; "
              "adds, pools, norms, activations: 0)"]
     if cost.fallback_reason:
-        lines.append(f"cost: {cost.fallback_reason}; counted on rfalint's graph instead")
+        instead = "" if cost.counter == "fvcore" else "; counted on rfalint's graph instead"
+        lines.append(f"cost: {cost.fallback_reason}{instead}")
     loose = [text for value, text in (
         (cost.params_unattributed, f"{cost.params_unattributed:,} params"),
         (cost.macs_unattributed, _si(cost.macs_unattributed, "MACs"))) if value]

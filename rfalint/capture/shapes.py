@@ -1,0 +1,299 @@
+"""Output shapes of common ops, computed in Python for the shape-only capture.
+
+Why: on meta tensors, torch's own shape kernels for almost every op (conv, add, cat, even
+``empty_like``) are Python decompositions whose first call imports sympy and often
+``torch._dynamo``: over a second of imports, several times the cost of capturing a ResNet.
+For the ops here, the tracer computes the output shape itself and returns an empty tensor
+on the input's device (meta or fake), so no kernel runs and nothing heavy is imported.
+
+Exactness: each function returns ``None`` for anything it does not model exactly
+(non-contiguous inputs, ``out=``, unusual arguments), and the tracer then calls the real
+kernel. Errors a real run would raise (wrong channel count, a window larger than the
+padded input) are raised with torch's own wording. The test suite captures every fixture
+and random stacks both ways (shape-only and on real data) and asserts identical graphs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+Shape = tuple[int, ...]
+ShapeFunction = Callable[[dict[str, Any]], Any]
+
+
+def empty(shape: Sequence[int], like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    return torch.empty(tuple(shape), dtype=dtype or like.dtype, device=like.device)
+
+
+def empty_like(x: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like`` without its meta decomposition: same shape, dtype and, for
+    dense layouts (contiguous or channels-last), the same strides."""
+    if _dense(x):
+        return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def _dense(x: torch.Tensor) -> bool:
+    if x.is_contiguous():
+        return True
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    return x.dim() in formats and x.is_contiguous(memory_format=formats[x.dim()])
+
+
+def _plain(x: Any, like: torch.Tensor | None = None) -> bool:
+    """A contiguous tensor without autograd history (on ``like``'s device)."""
+    return isinstance(x, torch.Tensor) and x.is_contiguous() and not x.requires_grad \
+        and (like is None or x.device == like.device)
+
+
+def _ints(value: Any, n: int) -> tuple[int, ...] | None:
+    if isinstance(value, int):
+        return (value,) * n
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+        if len(value) == 1:
+            return (value[0],) * n
+        return tuple(value) if len(value) == n else None
+    return None
+
+
+def _batched(x: torch.Tensor, spatial: int) -> bool | None:
+    """True for (N, C, *spatial), False for unbatched (C, *spatial), None otherwise."""
+    if x.dim() == spatial + 2:
+        return True
+    return False if x.dim() == spatial + 1 else None
+
+
+def _window_sizes(sizes, kernel, stride, padding, dilation, ceil_mode=False) -> list[int]:
+    out = []
+    for i, k, s, p, d in zip(sizes, kernel, stride, padding, dilation):
+        span = i + 2 * p - d * (k - 1) - 1
+        n = (span + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (n - 1) * s >= i + p:
+            n -= 1
+        out.append(n)
+    return out
+
+
+def _conv(spatial: int) -> ShapeFunction:
+    def shape(a: dict[str, Any]):
+        x, w = a.get("input"), a.get("weight")
+        batched = _batched(x, spatial) if _plain(x) else None
+        if batched is None or not _plain(w, x) or w.dim() != spatial + 2 or \
+                not (a.get("bias") is None or _plain(a["bias"], x)):
+            return None
+        groups = a.get("groups", 1)
+        stride, dilation = _ints(a.get("stride", 1), spatial), _ints(a.get("dilation", 1), spatial)
+        padding = a.get("padding", 0)
+        if not isinstance(groups, int) or stride is None or dilation is None:
+            return None
+        channels = x.shape[1 if batched else 0]
+        if w.shape[1] * groups != channels:
+            full = list(x.shape) if batched else [1, *x.shape]
+            raise RuntimeError(f"Given groups={groups}, weight of size {list(w.shape)}, expected "
+                               f"input{full} to have {w.shape[1] * groups} channels, but got "
+                               f"{channels} channels instead")
+        kernel = tuple(w.shape[2:])
+        sizes = x.shape[-spatial:]
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                return None
+            out = list(sizes)
+        else:
+            padding = (0,) * spatial if padding == "valid" else _ints(padding, spatial)
+            if padding is None:
+                return None
+            padded = [i + 2 * p for i, p in zip(sizes, padding)]
+            footprint = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+            if any(p < f for p, f in zip(padded, footprint)):
+                raise RuntimeError(
+                    f"Calculated padded input size per channel: ({' x '.join(map(str, padded))}). "
+                    f"Kernel size: ({' x '.join(map(str, footprint))}). "
+                    "Kernel size can't be greater than actual input size")
+            out = _window_sizes(sizes, kernel, stride, padding, dilation)
+        lead = (x.shape[0], w.shape[0]) if batched else (w.shape[0],)
+        return empty((*lead, *out), x)
+    return shape
+
+
+def _conv_transpose(spatial: int) -> ShapeFunction:
+    def shape(a: dict[str, Any]):
+        x, w = a.get("input"), a.get("weight")
+        batched = _batched(x, spatial) if _plain(x) else None
+        if batched is None or not _plain(w, x) or w.dim() != spatial + 2 or \
+                not (a.get("bias") is None or _plain(a["bias"], x)):
+            return None
+        groups = a.get("groups", 1)
+        stride = _ints(a.get("stride", 1), spatial)
+        padding = _ints(a.get("padding", 0), spatial)
+        extra = _ints(a.get("output_padding", 0), spatial)
+        dilation = _ints(a.get("dilation", 1), spatial)
+        if not isinstance(groups, int) or None in (stride, padding, extra, dilation):
+            return None
+        if x.shape[1 if batched else 0] != w.shape[0]:
+            return None  # let torch word the error
+        out = [(i - 1) * s - 2 * p + d * (k - 1) + e + 1 for i, s, p, d, k, e in
+               zip(x.shape[-spatial:], stride, padding, dilation, w.shape[2:], extra)]
+        if any(o <= 0 for o in out):
+            return None
+        lead = (x.shape[0], w.shape[1] * groups) if batched else (w.shape[1] * groups,)
+        return empty((*lead, *out), x)
+    return shape
+
+
+def _pool(spatial: int, with_dilation: bool) -> ShapeFunction:
+    def shape(a: dict[str, Any]):
+        x = a.get("input")
+        if not _plain(x) or _batched(x, spatial) is None or a.get("return_indices"):
+            return None
+        kernel = _ints(a.get("kernel_size"), spatial)
+        stride = a.get("stride")
+        stride = kernel if stride in (None, (), []) else _ints(stride, spatial)
+        padding = _ints(a.get("padding", 0), spatial)
+        dilation = _ints(a.get("dilation", 1), spatial) if with_dilation else (1,) * spatial
+        if None in (kernel, stride, padding, dilation) or \
+                any(2 * p > k for p, k in zip(padding, kernel)):
+            return None  # torch words the padding error
+        sizes = x.shape[-spatial:]
+        out = _window_sizes(sizes, kernel, stride, padding, dilation, bool(a.get("ceil_mode")))
+        if any(o <= 0 for o in out):
+            raise RuntimeError(f"Given input size: ({'x'.join(map(str, x.shape[-spatial - 1:]))}). "
+                               f"Calculated output size: ({'x'.join(map(str, [x.shape[-spatial - 1], *out]))}). "
+                               "Output size is too small")
+        return empty((*x.shape[:-spatial], *out), x)
+    return shape
+
+
+def _adaptive(spatial: int) -> ShapeFunction:
+    def shape(a: dict[str, Any]):
+        x, size = a.get("input"), a.get("output_size")
+        if not _plain(x) or _batched(x, spatial) is None or a.get("return_indices"):
+            return None
+        if isinstance(size, int) or size is None:
+            size = (size,) * spatial
+        if not isinstance(size, (list, tuple)) or len(size) != spatial or \
+                not all(s is None or (isinstance(s, int) and s > 0) for s in size):
+            return None
+        if any(i == 0 for i in x.shape[-spatial:]):
+            return None
+        out = [i if s is None else s for i, s in zip(x.shape[-spatial:], size)]
+        return empty((*x.shape[:-spatial], *out), x)
+    return shape
+
+
+def _linear(a: dict[str, Any]):
+    x, w, b = a.get("input"), a.get("weight"), a.get("bias")
+    if not _plain(x) or not _plain(w, x) or w.dim() != 2 or x.dim() < 1:
+        return None
+    if b is not None and not _plain(b, x):
+        return None
+    if x.shape[-1] != w.shape[1]:
+        return None  # torch words the error
+    return empty((*x.shape[:-1], w.shape[0]), x)
+
+
+def _broadcast(shapes: list[Shape]) -> Shape | None:
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for axis in range(ndim):
+        sizes = {s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0}
+        sizes.discard(1)
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+_COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge"}
+
+
+def _binary(op: str) -> ShapeFunction:
+    def shape(a: dict[str, Any]):
+        operands = a["operands"]
+        tensors = [t for t in operands if isinstance(t, torch.Tensor)]
+        if not tensors or len(operands) != 2 or a.get("kwargs") or \
+                not all(isinstance(t, (torch.Tensor, int, float, bool)) for t in operands):
+            return None
+        if any(t.requires_grad or not (t.is_contiguous() or 0 in t.stride()) for t in tensors):
+            return None
+        if any(t.device != tensors[0].device and t.dim() for t in tensors):
+            return None  # torch raises for mixed devices (a CPU constant against meta)
+        out = _broadcast([tuple(t.shape) for t in tensors])
+        if out is None:
+            return None
+        first = tensors[0]
+        dtype = torch.bool if op in _COMPARISONS else torch.result_type(*operands)
+        if op in ("div", "truediv") and not (dtype.is_floating_point or dtype.is_complex):
+            dtype = torch.get_default_dtype()
+        return empty(out, first, dtype)
+    return shape
+
+
+def _cat(stack: bool) -> ShapeFunction:
+    def shape(a: dict[str, Any]):
+        tensors, dim = a.get("tensors"), a.get("dim", 0)
+        if not isinstance(tensors, (list, tuple)) or not tensors or not isinstance(dim, int) \
+                or not all(_plain(t, tensors[0]) for t in tensors):
+            return None
+        first = tensors[0]
+        if any(t.dtype != first.dtype or t.dim() != first.dim() for t in tensors):
+            return None
+        ndim = first.dim() + (1 if stack else 0)
+        if not -ndim <= dim < ndim:
+            return None
+        dim %= ndim
+        if stack:
+            if any(t.shape != first.shape for t in tensors):
+                return None
+            return empty((*first.shape[:dim], len(tensors), *first.shape[dim:]), first)
+        if first.dim() == 0 or any(t.shape[:dim] + t.shape[dim + 1:] !=
+                                   first.shape[:dim] + first.shape[dim + 1:] for t in tensors):
+            return None
+        size = sum(t.shape[dim] for t in tensors)
+        return empty((*first.shape[:dim], size, *first.shape[dim + 1:]), first)
+    return shape
+
+
+def _reduce(a: dict[str, Any]):
+    """sum/amax/amin/mean over ``dim`` (all dims when None) of a floating tensor."""
+    x, dim, keepdim = a.get("input"), a.get("dim"), a.get("keepdim", False)
+    if not _plain(x) or x.dim() == 0 or not x.dtype.is_floating_point \
+            or set(a) - {"input", "dim", "keepdim"}:
+        return None
+    if dim is None:
+        dim = list(range(x.dim()))
+    dims = [dim] if isinstance(dim, int) else list(dim) if isinstance(dim, (list, tuple)) else None
+    if not dims or not all(isinstance(d, int) and -x.dim() <= d < x.dim() for d in dims):
+        return None
+    dims = {d % x.dim() for d in dims}
+    out = [1 if d in dims else s for d, s in enumerate(x.shape) if keepdim or d not in dims]
+    return empty(out, x)
+
+
+def _softmax(a: dict[str, Any]):
+    x, dim = a.get("input"), a.get("dim")
+    if not _plain(x) or not isinstance(dim, int) or a.get("dtype") is not None \
+            or set(a) - {"input", "dim", "dtype", "_stacklevel"} \
+            or not -max(x.dim(), 1) <= dim < max(x.dim(), 1):
+        return None
+    return empty_like(x)
+
+
+SHAPE_FUNCTIONS: dict[str, ShapeFunction] = {
+    **{f"conv{n}d": _conv(n) for n in (1, 2, 3)},
+    **{f"conv_transpose{n}d": _conv_transpose(n) for n in (1, 2, 3)},
+    **{f"max_pool{n}d": _pool(n, True) for n in (1, 2, 3)},
+    **{f"avg_pool{n}d": _pool(n, False) for n in (1, 2, 3)},
+    **{f"adaptive_{k}_pool{n}d": _adaptive(n) for k in ("avg", "max") for n in (1, 2, 3)},
+    "linear": _linear,
+    **{op: _binary(op) for op in ("add", "sub", "mul", "div", *_COMPARISONS)},
+    "cat": _cat(False),
+    "stack": _cat(True),
+    "mean": _reduce,
+    "sum": _reduce,
+    "amax": _reduce,
+    "amin": _reduce,
+    "softmax": _softmax,
+    "log_softmax": _softmax,
+}

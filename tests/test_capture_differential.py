@@ -1,0 +1,147 @@
+"""The shape-only capture (meta/fake tensors, patched leaf forwards, skipped kernels) must
+give exactly the graph a plain real-data capture gives: same nodes, ops, inputs, shapes,
+geometry, RFs, borders and findings. Checked on every fixture and on random module stacks
+that mix exact layer types with subclassed and wrapped ones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rfalint.analysis import analyze_graph
+from rfalint.capture import capture
+from rfalint.rules import run_rules
+
+from conftest import FIXTURE_NAMES, fixture_input_shape, fixture_model, small_kwargs
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+def node_record(node) -> tuple:
+    return (node.id, node.name, node.op, node.kind, node.inputs, node.input_slots,
+            node.out_shapes, node.layout, node.in_shape, node.geometry, node.gates,
+            node.scope, node.note, repr(sorted(node.call_args.items())),
+            type(node.module).__name__)
+
+
+def everything(graph) -> tuple:
+    """All a capture decides, and all the analysis and rules derive from it."""
+    analysis = analyze_graph(graph)
+    rfs = [None if rf is None else (rf.r_min, rf.r_max, rf.jump) for rf in analysis.rfs]
+    border = analysis.border
+    findings = [(f.code, f.layer, f.message) for f in run_rules(analysis)
+                if f.code != "RFA203"]  # "captured on real data" is what mode="real" forces
+    return ([node_record(n) for n in graph], graph.outputs, graph.head_error, rfs,
+            border.main_path, border.tail, border.status,
+            border.b_min and border.b_min.node, border.b_max and border.b_max.node, findings)
+
+
+def assert_same_capture(model: nn.Module, shape: tuple[int, ...]) -> None:
+    fast = capture(model, shape)
+    real = capture(model, shape, mode="real")
+    assert real.capture_mode == "real"
+    assert everything(fast) == everything(real)
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_fixture_shape_only_capture_equals_real(name):
+    torch.manual_seed(0)
+    model = fixture_model(name, **small_kwargs(name))
+    assert_same_capture(model, fixture_input_shape(name))
+
+
+# --------------------------------------------------------------------------- random stacks
+
+
+class NormAct(nn.BatchNorm2d):
+    """A norm subclass with its own forward (norm, then an activation child)."""
+
+    def __init__(self, channels):
+        super().__init__(channels)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                         False, 0.0, self.eps)
+        return self.act(x)
+
+
+class PlainSubclassNorm(nn.BatchNorm2d):
+    """A subclass that changes nothing the forward computes: still a leaf."""
+
+
+class DoubledReLU(nn.ReLU):
+    def forward(self, x):
+        return super().forward(x) * 2
+
+
+class SamePadConv(nn.Conv2d):
+    def forward(self, x):
+        k = self.kernel_size[0]
+        x = F.pad(x, [(k - 1) // 2, k // 2, (k - 1) // 2, k // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class Wrapped(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+class Residual(nn.Module):
+    """The shortcut is read after the body ran, so an in-place op or an identity in the
+    body decides which node it comes from."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        y = self.body(x)
+        return x + F.dropout(y, 0.1, self.training)
+
+
+C = 4
+LAYERS = {
+    "conv": lambda k: nn.Conv2d(C, C, k, padding=k // 2),
+    "same_conv": lambda k: SamePadConv(C, C, k),
+    "strided": lambda k: nn.Conv2d(C, C, k, stride=2, padding=k // 2),
+    "bn": lambda k: nn.BatchNorm2d(C),
+    "plain_sub_bn": lambda k: PlainSubclassNorm(C),
+    "norm_act": lambda k: NormAct(C),
+    "relu": lambda k: nn.ReLU(),
+    "inplace_relu": lambda k: nn.ReLU(inplace=True),
+    "identity": lambda k: nn.Identity(),
+    "dropout": lambda k: nn.Dropout(0.5),
+    "doubled_relu": lambda k: DoubledReLU(),
+    "maxpool": lambda k: nn.MaxPool2d(2, 1, 1),
+    "wrapped_conv": lambda k: Wrapped(nn.Conv2d(C, C, k, padding=k // 2)),
+    "wrapped_norm_act": lambda k: Wrapped(NormAct(C)),
+    "residual": lambda k: Residual(nn.Sequential(nn.Conv2d(C, C, k, padding=k // 2), NormAct(C))),
+    "residual_inplace": lambda k: Residual(nn.Sequential(nn.ReLU(inplace=True), nn.Identity(),
+                                                         nn.Conv2d(C, C, k, padding=k // 2))),
+}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(sorted(LAYERS)), st.sampled_from([1, 3, 5])),
+                min_size=1, max_size=8))
+def test_random_stacks_shape_only_capture_equals_real(layers):
+    model = nn.Sequential(nn.Conv2d(3, C, 3, padding=1),
+                          *(LAYERS[kind](k) for kind, k in layers),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(C, 2))
+    assert_same_capture(model, (3, 24, 24))
+
+
+def test_norm_subclass_with_its_own_forward_is_recorded_not_skipped():
+    model = nn.Sequential(nn.Conv2d(3, C, 3), NormAct(C), nn.Conv2d(C, C, 3))
+    graph = capture(model, (3, 16, 16))
+    assert [n.name for n in graph] == ["input", "0", "1.batch_norm", "1.act", "2"]
+    plain = capture(nn.Sequential(nn.Conv2d(3, C, 3), PlainSubclassNorm(C)), (3, 16, 16))
+    assert [(n.name, n.op) for n in plain][-1] == ("1", "PlainSubclassNorm")
