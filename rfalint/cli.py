@@ -18,6 +18,7 @@ import rfalint
 from rfalint import fix, saturation, spec
 from rfalint.baseline import apply_baseline, load_baseline
 from rfalint.baseline import write_baseline as save_baseline
+from rfalint.analysis import parse_object_sizes
 from rfalint.analysis.cost import COUNTERS
 from rfalint.config import check_models, load_settings
 from rfalint.errors import RfalintError, UsageError
@@ -44,6 +45,10 @@ RES = typer.Option(None, "--res", "-r", help="Input resolution: N, HxW or DxHxW.
 IN_CHANNELS = typer.Option(None, "--in-channels",
                            help="Input channels \\[default: the first conv's, else 3].")
 ARGS = typer.Option(None, "--arg", "-a", help="Factory keyword argument key=value (repeatable).")
+OBJECT_SIZE = typer.Option(
+    None, "--object-size", metavar="SIZE",
+    help="Compare RFs with the object size instead of the image: N, HxW, LOW:HIGH, or per "
+         "output OUT=LOW:HIGH,... (output name or index).")
 
 
 def _console() -> Console:
@@ -103,6 +108,7 @@ def check(
         "auto", "--cost-counter",
         help="auto (fvcore, else rfalint's graph counter), fvcore, or rfalint-graph (no "
              "forward pass: fastest; agrees with fvcore on every bundled fixture)."),
+    object_size: Optional[str] = OBJECT_SIZE,
     debug: bool = DEBUG,
 ) -> None:
     """Report per-layer receptive fields, the border layer, the tail and rule findings.
@@ -128,7 +134,10 @@ def check(
         if len(settings.models) > 1:
             raise UsageError("--plot draws one model: give MODEL, or configure a single model")
         check_plot_path(plot)
-    results = check_models(settings, in_channels, cost=not no_cost, counter=cost_counter)
+    if object_size is not None:
+        parse_object_sizes(object_size)  # bad syntax fails before any model is loaded
+    results = check_models(settings, in_channels, cost=not no_cost, counter=cost_counter,
+                           object_size=object_size)
     inputs = [settings.path, baseline, *(r.source for r in results)]
     if write_baseline is not None:
         refuse_inputs(write_baseline, inputs, "--write-baseline")

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_flatten_with_path
 
 from rfalint.capture import ops
 from rfalint.errors import ModelError
@@ -127,6 +127,7 @@ class _Recorder(TorchFunctionMode):
             gates=effect.gates,
             scope=self.current_scope(),
             note=effect.note,
+            aliases=_aliases(inputs, outputs, module),
         )
         self._add(node, outputs)
 
@@ -205,6 +206,19 @@ class _Recorder(TorchFunctionMode):
         written = args[0] if raw == "__setitem__" else result
         self._record(op, op, name, inputs, bound, written, None)
         return result
+
+
+def _aliases(inputs: list[torch.Tensor], outputs: list[torch.Tensor],
+             module: nn.Module | None) -> bool:
+    """Whether the op allocated nothing: it wrote into its input (``relu_``, ``x += y``,
+    ``ReLU(inplace=True)``, whose forward runs as ``empty_like`` without data) or
+    returned views of it (``view``, ``flatten``, slices, ``chunk``)."""
+    if module is not None and getattr(module, "inplace", False) is True:
+        return True
+    first = inputs[0]
+    return all(out is first or out._base is not None and
+               out._base is (first._base if first._base is not None else first)
+               for out in outputs)
 
 
 def _holds_tensor(value: Any) -> bool:
@@ -364,13 +378,25 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model")
             recorder, out, head_error = _run(model, input_shape, "real")
         except Exception as exc:
             raise ModelError(_explain_failure(exc, input_shape)) from exc
-    outputs = sorted({recorder.producer[id(t)][0] for t in tree_flatten(out)[0]
-                      if isinstance(t, torch.Tensor) and id(t) in recorder.producer})
+    named: dict[int, str] = {}
+    for path, t in tree_flatten_with_path(out)[0]:
+        if isinstance(t, torch.Tensor) and id(t) in recorder.producer:
+            named.setdefault(recorder.producer[id(t)][0], _output_name(path))
+    outputs = sorted(named)
     if not outputs:
         raise ModelError("the model's forward returned no tensor computed from its input")
-    nodes, outputs = _live(recorder.nodes, outputs)
-    return Graph(nodes, tuple(input_shape), outputs, model_name=name, capture_mode=mode,
-                 head_error=head_error)
+    nodes, live_outputs = _live(recorder.nodes, outputs)
+    renumbered = dict(zip(outputs, live_outputs))
+    return Graph(nodes, tuple(input_shape), live_outputs, model_name=name, capture_mode=mode,
+                 head_error=head_error,
+                 output_names={renumbered[old]: label for old, label in named.items()})
+
+
+def _output_name(path: tuple) -> str:
+    """Where in the forward's return value an output sits: "0", "1", "p3", "maps.0"."""
+    parts = [str(getattr(key, "key", getattr(key, "idx", getattr(key, "name", key))))
+             for key in path]
+    return ".".join(parts) or "0"
 
 
 def _live(nodes: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]:
