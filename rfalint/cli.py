@@ -306,6 +306,7 @@ def fix_command(
         None, "--save-weights", metavar="FILE",
         help="Write the new model's state dict: surviving layers keep --weights."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    object_size: Optional[str] = OBJECT_SIZE,
     debug: bool = DEBUG,
 ) -> None:
     """Rewrite MODEL without its unproductive tail (or rescale its width), verified."""
@@ -314,6 +315,7 @@ def fix_command(
         raise UsageError(f"--emit must be one of {', '.join(fix.EMITTERS)}, got {emit!r}")
     if (weights is None) != (save_weights is None):
         raise UsageError("--weights and --save-weights go together")
+    sizes = parse_object_sizes(object_size) if object_size is not None else None
     loaded, shape = load_for_check(model, res, in_channels, arg)
     inputs = [loaded.source, weights]
     path = None if output in (None, "-") else Path(output)
@@ -321,10 +323,11 @@ def fix_command(
         if target is not None:
             fix.check_output(target, option, inputs, force)
     state = fix.load_weights(weights, loaded.model) if weights is not None else None
-    result = fix.fix(loaded.model, shape, strategy, spec.name_for(model), prefer, factor)
+    result = fix.fix(loaded.model, shape, strategy, spec.name_for(model), prefer, factor, sizes)
     console = _console() if output != "-" else Console(stderr=True, highlight=False)
     if result.rewrite is None:
-        console.print(f"nothing to fix: {model} has no unproductive layer at {res} px")
+        against = f" against object size {object_size} px" if sizes else ""
+        console.print(f"nothing to fix: {model} has no unproductive layer at {res} px{against}")
         raise typer.Exit(0)
     fix.render_fix(result, console)
     origin = " ".join([model, *(f"--arg {a}" for a in arg or ())])
