@@ -28,7 +28,10 @@ from rfalint.report import (render_text, statistics_json, statistics_text, to_gi
                             to_json_all, to_sarif)
 from rfalint.rules import RULES, get_rule
 from rfalint.visual import FORMATS as DIAGRAMS
-from rfalint.visual import check_plot_path, save_rf_plot
+from rfalint.visual import check_plot_path, save_rf_plot, save_sweep_plot
+from rfalint.report.sweep import render_sweep, sweep_json
+from rfalint.sweep import parse_resolutions
+from rfalint.sweep import sweep as run_sweep
 
 app = typer.Typer(
     add_completion=False,
@@ -166,6 +169,45 @@ def check(
         print(f"rfalint: {suppressed} findings accepted by the baseline {baseline} are not shown",
               file=sys.stderr)
     raise typer.Exit(1 if any(r.failed(settings.fail_on) for r in results) else 0)
+
+
+@app.command("sweep")
+def sweep_command(
+    model: str = typer.Argument(..., help="file.py[:name], pkg.module:name or spec.yaml"),
+    res: Optional[str] = typer.Option(
+        None, "--res", "-r",
+        help="Resolutions: START:STOP (step START), START:STOP:STEP, START:STOP:xFACTOR or "
+             "N,N,... (each size on every spatial axis)."),
+    in_channels: Optional[int] = IN_CHANNELS,
+    arg: Optional[List[str]] = ARGS,
+    object_size: Optional[str] = OBJECT_SIZE,
+    output_format: str = typer.Option("text", "--format", "-f", help="text or json."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", metavar="FILE",
+        help="Draw tail share and coverage against resolution (.png, .svg, .pdf; "
+             "rfalint\\[plot])."),
+    debug: bool = DEBUG,
+) -> None:
+    """Check MODEL at many resolutions: b_min, tail share, coverage, and the productive range."""
+    _debug["on"] = debug
+    if output_format not in ("text", "json"):
+        raise UsageError(f"--format must be text or json, got {output_format!r}")
+    if not res:
+        raise UsageError("--res is required (for example --res 16:1024:x2 or --res 32,64,224)")
+    sizes = parse_resolutions(res)
+    objects = parse_object_sizes(object_size) if object_size is not None else None
+    if plot is not None:
+        check_plot_path(plot)
+    loaded = load_model(model, parse_args(arg))
+    shape = input_shape(loaded.model, (sizes[0],), in_channels)
+    result = run_sweep(loaded.model, shape[0], len(shape) - 1, sizes, model, objects)
+    if plot is not None:
+        refuse_inputs(plot, [loaded.source], "--plot")
+        save_sweep_plot(result, plot)
+    if output_format == "json":
+        sys.stdout.write(sweep_json(result))
+    else:
+        render_sweep(result, _console())
 
 
 @app.command("graph")

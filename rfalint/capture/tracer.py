@@ -30,7 +30,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_flatten_with_path
 
 from rfalint.capture import ops
-from rfalint.errors import ModelError
+from rfalint.errors import CollapseError, ModelError
 from rfalint.graph import Graph, Kind, Node
 
 
@@ -371,13 +371,13 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model")
                 raise
             except Exception as exc:
                 if not _needs_real_data(exc):
-                    raise ModelError(_explain_failure(exc, input_shape)) from exc
+                    raise _failure(exc, input_shape) from exc
                 mode = "real"
     if mode == "real":
         try:
             recorder, out, head_error = _run(model, input_shape, "real")
         except Exception as exc:
-            raise ModelError(_explain_failure(exc, input_shape)) from exc
+            raise _failure(exc, input_shape) from exc
     named: dict[int, str] = {}
     for path, t in tree_flatten_with_path(out)[0]:
         if isinstance(t, torch.Tensor) and id(t) in recorder.producer:
@@ -423,15 +423,18 @@ _COLLAPSE_HINTS = ("kernel size can't be greater", "output size is too small",
                    "padded input size per channel")
 
 
-def _explain_failure(exc: Exception, input_shape: tuple[int, ...]) -> str:
+def _failure(exc: Exception, input_shape: tuple[int, ...]) -> ModelError:
+    """The one-line error for a failed forward; a collapsed feature map is its own type,
+    so that a resolution sweep can record it as a row instead of stopping."""
     scope = getattr(exc, "rfalint_scope", "") or "the top-level forward"
     first_line = _first_line(exc)
     res = "x".join(str(s) for s in input_shape[1:])
     lowered = first_line.lower()
     if any(hint in lowered for hint in _COLLAPSE_HINTS):
-        return (f"resolution {res} is too small for this model: the feature map collapses at "
-                f"'{scope}' ({first_line})")
-    return f"the model's forward raised {type(exc).__name__} at '{scope}': {first_line}"
+        return CollapseError(f"resolution {res} is too small for this model: the feature map "
+                             f"collapses at '{scope}' ({first_line})")
+    return ModelError(f"the model's forward raised {type(exc).__name__} at '{scope}': "
+                      f"{first_line}")
 
 
 def _first_line(exc: Exception) -> str:

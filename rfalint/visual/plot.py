@@ -131,3 +131,51 @@ def save_rf_plot(analysis: Analysis, title: str, path: Path) -> None:
     buffer = io.BytesIO()
     draw_rf(analysis, title).savefig(buffer, format=fmt)
     write_atomic(path, buffer.getvalue())
+
+
+def draw_sweep(result):
+    """Tail share (params, MACs, activation memory) and coverage against the resolution,
+    the productive range shaded; points where the model does not run are marked."""
+    Figure, _ = _canvas()
+    rows = [row for row in result.rows if row.analysed]
+    if not rows:
+        raise UsageError(f"{result.target}: the model runs at no resolution of the sweep")
+    xs = [row.resolution[0] for row in rows]
+    fig = Figure(figsize=(9.0, 6.4), dpi=120, layout="constrained")
+    share_ax, cover_ax = fig.subplots(2, 1, sharex=True)
+    for attr, label, color in (("tail_params_share", "params", COLORS["r_max"]),
+                               ("tail_macs_share", "MACs", COLORS["tail"]),
+                               ("tail_memory_share", "activation memory", COLORS["r_min"])):
+        share_ax.plot(xs, [100 * getattr(row, attr) for row in rows], "o-", color=color,
+                      markersize=3.5, label=f"tail share of {label}")
+    share_ax.set_ylabel("tail share (%)")
+    share_ax.set_ylim(-2, 102)
+    ref = "object" if result.object_size else "input"
+    cover_ax.plot(xs, [min(row.coverage) for row in rows], "o-", color=COLORS["input"],
+                  markersize=3.5, label=f"final r_max / {ref} (smallest axis)")
+    cover_ax.axhline(1.0, color=COLORS["border"], linestyle="--", linewidth=1.0,
+                     label="full coverage")
+    cover_ax.set_ylabel(f"coverage r_max / {ref}")
+    cover_ax.set_yscale("log")
+    failing = [row.resolution[0] for row in result.rows if not row.runs]
+    for ax in (share_ax, cover_ax):
+        for i, (lo, hi) in enumerate(result.productive_ranges()):
+            ax.axvspan(lo, hi, color=COLORS["r_min"], alpha=0.15, linewidth=0,
+                       label=None if i else "productive range")
+        for i, x in enumerate(failing):
+            ax.axvline(x, color=COLORS["critical"], linewidth=1.0, alpha=0.7,
+                       label=None if i else "does not run")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=8, framealpha=0.9)
+    if xs[-1] >= 8 * xs[0]:
+        cover_ax.set_xscale("log", base=2)
+    cover_ax.set_xlabel("input resolution (px)")
+    fig.suptitle(f"{result.target}: resolution sweep", fontsize=11)
+    return fig
+
+
+def save_sweep_plot(result, path: Path) -> None:
+    fmt = check_plot_path(path)
+    buffer = io.BytesIO()
+    draw_sweep(result).savefig(buffer, format=fmt)
+    write_atomic(path, buffer.getvalue())
