@@ -192,7 +192,7 @@ def sweep_command(
     _debug["on"] = debug
     if output_format not in ("text", "json"):
         raise UsageError(f"--format must be text or json, got {output_format!r}")
-    if not res:
+    if res is None:
         raise UsageError("--res is required (for example --res 16:1024:x2 or --res 32,64,224)")
     sizes = parse_resolutions(res)
     objects = parse_object_sizes(object_size) if object_size is not None else None

@@ -130,10 +130,10 @@ def _output_lines(analysis) -> list[str]:
         line = (f"output {view.name} ({graph[view.node].name}): r_min {fmt_axes(final.r_min)}, "
                 f"r_max {fmt_axes(final.r_max)}, vs {ref}: {b_min}, tail {tail} conv layers")
         seen = view.seen(analysis.rfs)
-        words = {"whole": "sees whole", "some_paths": "whole on some paths only",
-                 "in_part": "only in part"}
+        words = {"whole": "seen whole", "some_paths": "whole on some paths only",
+                 "in_part": "seen only in part"}
         parts = [f"{words[k]} {_ranges(v)} px" for k, v in seen.items() if v is not None]
-        lines.append(line + (f"; objects {'; '.join(parts)}" if parts else ""))
+        lines.append(line + (f"; objects {', '.join(parts)}" if parts else ""))
     return lines
 
 
