@@ -50,7 +50,7 @@ def check_plot_path(path: Path) -> str:
 
 def _axes_to_draw(analysis: Analysis) -> list[int | None]:
     """[None] when every axis gives the same picture, else one entry per axis."""
-    size = analysis.graph.resolution
+    size = analysis.reference
     rfs = [analysis.rfs[layer.node] for layer in analysis.border.sequence]
     symmetric = len(set(size)) == 1 and all(
         len(set(rf.r_min)) == 1 and len(set(rf.r_max)) == 1 for rf in rfs)
@@ -77,7 +77,8 @@ def draw_rf(analysis: Analysis, title: str):
     tail = set(border.tail)
     for ax, axis in zip(panels, axes_ids):
         a = 0 if axis is None else axis
-        size = graph.resolution[a]
+        size = analysis.reference[a]
+        what = "object" if analysis.object_size is not None else "input"
         r_max = [analysis.rfs[layer.node].r_max[a] for layer in seq]
         r_min = [analysis.rfs[layer.node].r_min[a] for layer in seq]
         ax.fill_between(xs, r_min, r_max, color=COLORS["r_max"], alpha=0.08, linewidth=0)
@@ -87,7 +88,7 @@ def draw_rf(analysis: Analysis, title: str):
         ax.plot(xs, r_min, "s--", color=COLORS["r_min"], label="r_min (output RF)",
                 markersize=marker * 0.7, linewidth=1.4, markerfacecolor="white")
         ax.axhline(size, color=COLORS["input"], linestyle="--", linewidth=1.2,
-                   label=f"input {size} px")
+                   label=f"{what} {size} px")
         critical = [x for x, layer in zip(xs, seq) if border.status[layer.node] == "critical"]
         for i, x in enumerate(critical):
             ax.axvspan(x - 0.5, x + 0.5, color=COLORS["critical"], alpha=0.2, linewidth=0,
@@ -106,7 +107,7 @@ def draw_rf(analysis: Analysis, title: str):
             ax.set_ylim(bottom=0)
             ax.set_ylabel("receptive field (px)")
         if axis is not None:
-            ax.set_title(f"spatial axis {axis} (input {size} px)", fontsize=10, loc="left")
+            ax.set_title(f"spatial axis {axis} ({what} {size} px)", fontsize=10, loc="left")
         ax.set_xlim(0.4, n + 0.6)
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(loc="best", fontsize=8, framealpha=0.9)
