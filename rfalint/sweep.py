@@ -5,8 +5,9 @@ what ``check`` would say (b_min, the tail and its share of params, MACs and acti
 memory, critical and degenerate-kernel counts, final coverage) and whether the model runs
 at all; the *productive range* is where it runs, has no tail and covers the reference.
 
-Speed: each resolution is captured once on meta tensors (shapes only, no compute); that is
-what gives exact shapes and proves that the forward runs. Receptive fields depend only on
+Speed: each resolution is captured once on meta tensors (shapes only, no compute). A
+forward may branch on sizes in Python (padding to a multiple, ``interpolate(size=...)``,
+crops), so only running it proves which graph, which map sizes and whether it runs at all. Receptive fields depend only on
 the graph's geometry, not on the sizes of its maps, so RF propagation is done once per
 distinct geometry and reused: the geometry signature (per node: kind, inputs, gates and
 per-axis transfers) is compared, and it differs only where a window depends on the size
@@ -24,7 +25,6 @@ import torch.nn as nn
 from rfalint.analysis import Analysis, ObjectSize, analyze_graph
 from rfalint.analysis.cost import GRAPH, measure
 from rfalint.analysis.memory import activation_memory, model_dtype
-from rfalint.analysis.objects import resolve
 from rfalint.analysis.rf import NodeRF, receptive_fields
 from rfalint.capture import capture
 from rfalint.errors import CollapseError, UsageError
@@ -188,7 +188,7 @@ def sweep(model: nn.Module, channels: int, spatial_dims: int, sizes: list[int],
     """
     if object_size:
         smallest = min(sizes)
-        for key, size in object_size.items():
+        for size in object_size.values():
             if max(size.high) > smallest:
                 raise UsageError(f"--object-size {size.label()} is larger than the smallest "
                                  f"resolution of the sweep, {smallest} px")
@@ -208,7 +208,6 @@ def sweep(model: nn.Module, channels: int, spatial_dims: int, sizes: list[int],
         if rfs is None:
             rfs = known[signature] = receptive_fields(graph)
             computed += 1
-        resolve(graph, object_size)  # an unknown output key fails on the first capture
         rows.append(_row(model, analyze_graph(graph, object_size, rfs)))
     label = None
     if object_size:
