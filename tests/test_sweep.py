@@ -114,7 +114,8 @@ def test_cli_sweep_json_and_bad_input(tmp_path):
     for args, message in ((["--res", "64:16"], "backwards"), (["--res", "1:5000"], "at most"),
                           (["--res", ""], "empty"),
                           (["--res", "16,32", "--object-size", "24"], "larger than the smallest"),
-                          (["--res", "32", "--object-size", "0"], "positive")):
+                          (["--res", "32", "--object-size", "0"], "positive"),
+                          (["--res", "32", "--object-size", "p9=8"], "names no output")):
         done = run("sweep", target, *args)
         assert done.code == 2 and done.out == "", args
         assert len(done.err.strip().splitlines()) == 1 and message in done.err, done.err
