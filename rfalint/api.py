@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional, Union
 
 import torch.nn as nn
 
-from rfalint.analysis import Analysis, analyze_graph
+from rfalint.analysis import Analysis, ObjectSize, analyze_graph, parse_object_sizes
 from rfalint.analysis.cost import Cost, measure
+from rfalint.analysis.memory import Memory, activation_memory, model_dtype
 from rfalint.capture import capture
 from rfalint.fix import Candidate, estimate
 from rfalint.rules import Finding, Severity, run_rules
@@ -39,6 +40,8 @@ class CheckResult:
     cost: Cost | None = None  # params and MACs per node; None when check ran with cost=False
     # Estimated fixes (rfalint.fix.estimate); empty without a tail, None without the cost model.
     candidates: list[Candidate] | None = None
+    # Activation bytes per node and the live peak at batch 1; None with cost=False.
+    memory: Memory | None = None
 
     def failed(self, fail_on: str = "error") -> bool:
         if fail_on == "never":
@@ -47,19 +50,34 @@ class CheckResult:
         return any(f.severity.rank >= threshold for f in self.findings)
 
 
-def analyze(model: nn.Module, input_shape: tuple[int, ...], name: str = "model") -> Analysis:
-    """Capture ``model`` at ``input_shape`` = (C, *spatial) and compute RFs and borders."""
-    return analyze_graph(capture(model, tuple(input_shape), name=name))
+ObjectSizes = Union[str, Mapping[Optional[str], ObjectSize], None]
+
+
+def object_sizes(value: ObjectSizes) -> dict[str | None, ObjectSize] | None:
+    """``--object-size`` text (``"32"``, ``"p3=8:64,p4=32:128"``) or its parsed form."""
+    if value is None or value == "":
+        return None
+    return parse_object_sizes(value) if isinstance(value, str) else dict(value)
+
+
+def analyze(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
+            object_size: ObjectSizes = None) -> Analysis:
+    """Capture ``model`` at ``input_shape`` = (C, *spatial) and compute RFs and borders,
+    against ``object_size`` instead of the image when given (docs/method.md §5)."""
+    return analyze_graph(capture(model, tuple(input_shape), name=name), object_sizes(object_size))
 
 
 def check(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
           select: Iterable[str] = ("RFA",), ignore: Iterable[str] = (),
           per_layer_ignores: Mapping[str, Iterable[str]] | None = None,
-          source: Path | None = None, cost: bool = True, counter: str = "auto") -> CheckResult:
+          source: Path | None = None, cost: bool = True, counter: str = "auto",
+          object_size: ObjectSizes = None) -> CheckResult:
     """Analyse ``model``, run the rules on it and, unless ``cost=False``, count its
-    parameters and MACs per layer with ``counter`` (see :mod:`rfalint.analysis.cost`)."""
-    analysis = analyze(model, input_shape, name=name)
+    parameters and MACs per layer with ``counter`` (see :mod:`rfalint.analysis.cost`) and
+    its activation memory (:mod:`rfalint.analysis.memory`)."""
+    analysis = analyze(model, input_shape, name=name, object_size=object_size)
     findings = run_rules(analysis, select, ignore, per_layer_ignores)
     counted = measure(model, analysis.graph, counter) if cost else None
     candidates = estimate(model, analysis, counted) if cost else None
-    return CheckResult(name, analysis, findings, source, model, counted, candidates)
+    memory = activation_memory(analysis.graph, model_dtype(model)) if cost else None
+    return CheckResult(name, analysis, findings, source, model, counted, candidates, memory)

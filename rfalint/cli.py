@@ -19,6 +19,7 @@ import rfalint
 from rfalint import fix, saturation, spec
 from rfalint.baseline import apply_baseline, load_baseline
 from rfalint.baseline import write_baseline as save_baseline
+from rfalint.analysis import parse_object_sizes
 from rfalint.analysis.cost import COUNTERS
 from rfalint.config import check_models, load_settings
 from rfalint.errors import RfalintError, UsageError
@@ -28,7 +29,10 @@ from rfalint.report import (render_text, statistics_json, statistics_text, to_gi
                             to_json_all, to_sarif)
 from rfalint.rules import RULES, get_rule
 from rfalint.visual import FORMATS as DIAGRAMS
-from rfalint.visual import check_plot_path, save_rf_plot
+from rfalint.visual import check_plot_path, save_rf_plot, save_sweep_plot
+from rfalint.report.sweep import render_sweep, sweep_json
+from rfalint.sweep import parse_resolutions
+from rfalint.sweep import sweep as run_sweep
 
 app = typer.Typer(
     add_completion=False,
@@ -66,6 +70,10 @@ RES = typer.Option(None, "--res", "-r", help="Input resolution: N, HxW or DxHxW.
 IN_CHANNELS = typer.Option(None, "--in-channels",
                            help="Input channels \\[default: the first conv's, else 3].")
 ARGS = typer.Option(None, "--arg", "-a", help="Factory keyword argument key=value (repeatable).")
+OBJECT_SIZE = typer.Option(
+    None, "--object-size", metavar="SIZE",
+    help="Compare RFs with the object size instead of the image: N, HxW, LOW:HIGH, or per "
+         "output OUT=LOW:HIGH,... (output name or index).")
 
 
 def _console() -> Console:
@@ -127,6 +135,7 @@ def check(
         "auto", "--cost-counter",
         help="auto (rfalint's graph counter, no forward pass; fvcore only for ops it cannot "
              "count), rfalint-graph, or fvcore (a traced forward; the cross-check)."),
+    object_size: Optional[str] = OBJECT_SIZE,
     debug: bool = DEBUG,
 ) -> None:
     """Report per-layer receptive fields, the border layer, the tail and rule findings.
@@ -152,7 +161,10 @@ def check(
         if len(settings.models) > 1:
             raise UsageError("--plot draws one model: give MODEL, or configure a single model")
         check_plot_path(plot)
-    results = check_models(settings, in_channels, cost=not no_cost, counter=cost_counter)
+    if object_size is not None:
+        parse_object_sizes(object_size)  # bad syntax fails before any model is loaded
+    results = check_models(settings, in_channels, cost=not no_cost, counter=cost_counter,
+                           object_size=object_size)
     inputs = [settings.path, baseline, *(r.source for r in results)]
     if write_baseline is not None:
         refuse_inputs(write_baseline, inputs, "--write-baseline")
@@ -181,6 +193,46 @@ def check(
         print(f"rfalint: {suppressed} findings accepted by the baseline {baseline} are not shown",
               file=sys.stderr)
     raise typer.Exit(1 if any(r.failed(settings.fail_on) for r in results) else 0)
+
+
+@app.command("sweep")
+@_user_prints_to_stderr
+def sweep_command(
+    model: str = typer.Argument(..., help="file.py[:name], pkg.module:name or spec.yaml"),
+    res: Optional[str] = typer.Option(
+        None, "--res", "-r",
+        help="Resolutions: START:STOP (step START), START:STOP:STEP, START:STOP:xFACTOR or "
+             "N,N,... (each size on every spatial axis)."),
+    in_channels: Optional[int] = IN_CHANNELS,
+    arg: Optional[List[str]] = ARGS,
+    object_size: Optional[str] = OBJECT_SIZE,
+    output_format: str = typer.Option("text", "--format", "-f", help="text or json."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", metavar="FILE",
+        help="Draw tail share and coverage against resolution (.png, .svg, .pdf; "
+             "rfalint\\[plot])."),
+    debug: bool = DEBUG,
+) -> None:
+    """Check MODEL at many resolutions: b_min, tail share, coverage, and the productive range."""
+    _debug["on"] = debug
+    if output_format not in ("text", "json"):
+        raise UsageError(f"--format must be text or json, got {output_format!r}")
+    if res is None:
+        raise UsageError("--res is required (for example --res 16:1024:x2 or --res 32,64,224)")
+    sizes = parse_resolutions(res)
+    objects = parse_object_sizes(object_size) if object_size is not None else None
+    if plot is not None:
+        check_plot_path(plot)
+    loaded = load_model(model, parse_args(arg))
+    shape = input_shape(loaded.model, (sizes[0],), in_channels)
+    result = run_sweep(loaded.model, shape[0], len(shape) - 1, sizes, model, objects)
+    if plot is not None:
+        refuse_inputs(plot, [loaded.source], "--plot")
+        save_sweep_plot(result, plot)
+    if output_format == "json":
+        _out().write(sweep_json(result))
+    else:
+        render_sweep(result, _console())
 
 
 @app.command("graph")
@@ -325,6 +377,7 @@ def fix_command(
         None, "--save-weights", metavar="FILE",
         help="Write the new model's state dict: surviving layers keep --weights."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    object_size: Optional[str] = OBJECT_SIZE,
     debug: bool = DEBUG,
 ) -> None:
     """Rewrite MODEL without its unproductive tail (or rescale its width), verified."""
@@ -333,6 +386,7 @@ def fix_command(
         raise UsageError(f"--emit must be one of {', '.join(fix.EMITTERS)}, got {emit!r}")
     if (weights is None) != (save_weights is None):
         raise UsageError("--weights and --save-weights go together")
+    sizes = parse_object_sizes(object_size) if object_size is not None else None
     loaded, shape = load_for_check(model, res, in_channels, arg)
     inputs = [loaded.source, weights]
     path = None if output in (None, "-") else Path(output)
@@ -340,10 +394,11 @@ def fix_command(
         if target is not None:
             fix.check_output(target, option, inputs, force)
     state = fix.load_weights(weights, loaded.model) if weights is not None else None
-    result = fix.fix(loaded.model, shape, strategy, spec.name_for(model), prefer, factor)
+    result = fix.fix(loaded.model, shape, strategy, spec.name_for(model), prefer, factor, sizes)
     console = _console() if output != "-" else Console(stderr=True, highlight=False)
     if result.rewrite is None:
-        console.print(f"nothing to fix: {model} has no unproductive layer at {res} px")
+        against = f" against object size {object_size} px" if sizes else ""
+        console.print(f"nothing to fix: {model} has no unproductive layer at {res} px{against}")
         raise typer.Exit(0)
     fix.render_fix(result, console)
     origin = " ".join([model, *(f"--arg {a}" for a in arg or ())])

@@ -15,3 +15,7 @@ class LoadError(RfalintError):
 
 class ModelError(RfalintError):
     """The model was loaded but cannot be run or analysed at this resolution."""
+
+
+class CollapseError(ModelError):
+    """A feature map collapses below one position: the model cannot run this small."""

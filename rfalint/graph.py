@@ -125,6 +125,9 @@ class Node:
     scope: str = ""
     note: str = ""
     input_slots: list[int] = field(default_factory=list)  # which output of each producer
+    # The output shares its first input's storage (an in-place op or a view): it
+    # allocates no activation memory of its own (docs/method.md §5).
+    aliases: bool = False
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -159,6 +162,9 @@ class Graph:
     model_name: str = "model"
     capture_mode: str = "meta"  # "meta"/"fake": shapes only, no compute; "real": data-dependent
     head_error: str = ""  # set when the head failed at this resolution; outputs then end before it
+    # Output node id -> where the forward returned it: "0" for a lone tensor, the index in a
+    # tuple, the key in a dict ("p3"), joined with "." when nested.
+    output_names: dict[int, str] = field(default_factory=dict)
 
     @property
     def spatial_dims(self) -> int:

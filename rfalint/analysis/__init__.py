@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 
 from rfalint.analysis.border import Border, SequenceLayer, covers, find_border
+from rfalint.analysis.objects import (ObjectSize, OutputView, output_views,
+                                      parse_object_sizes, resolve)
 from rfalint.analysis.rf import NodeRF, receptive_fields
-from rfalint.graph import Graph
+from rfalint.graph import Graph, Kind, Window, fmt_axes
 
 
 @dataclass
@@ -16,6 +19,8 @@ class Analysis:
     graph: Graph
     rfs: list[NodeRF | None]
     border: Border
+    object_size: ObjectSize | None = None  # the primary border's reference, when not the image
+    outputs: list[OutputView] = field(default_factory=list)  # one per model output
 
     def layer_name(self, node_id: int | None) -> str | None:
         return None if node_id is None else self.graph[node_id].name
@@ -25,10 +30,45 @@ class Analysis:
         """RF of the feature map entering the readout (or the last spatial output)."""
         return self.rfs[self.border.end]
 
+    @property
+    def reference(self) -> tuple[int, ...]:
+        """The size per axis that the border rules compare RFs with."""
+        return self.border.reference
 
-def analyze_graph(graph: Graph) -> Analysis:
-    rfs = receptive_fields(graph)
-    return Analysis(graph, rfs, find_border(graph, rfs))
+    def reference_label(self) -> str:
+        """'32 px' for the image, 'object 32 px' for an object size (docs/method.md §5)."""
+        size = f"{fmt_axes(self.border.reference)} px"
+        return f"object {size}" if self.object_size is not None else size
+
+    def effective_kernel(self, node_id: int) -> tuple[Fraction, ...] | None:
+        """A conv's kernel footprint times the jump of its input, per axis: the filter's
+        size measured in input pixels (docs/method.md §5); None for other nodes."""
+        node = self.graph[node_id]
+        if node.kind is not Kind.CONV or not isinstance(node.geometry, Window):
+            return None
+        rf_in = self.rfs[node.inputs[0]]
+        if rf_in is None:
+            return None
+        return tuple(f * j for f, j in zip(node.geometry.footprint(), rf_in.jump))
 
 
-__all__ = ["Analysis", "Border", "NodeRF", "SequenceLayer", "analyze_graph", "covers"]
+def analyze_graph(graph: Graph, object_sizes: dict[str | None, ObjectSize] | None = None,
+                  rfs: list[NodeRF | None] | None = None) -> Analysis:
+    """RFs, the primary border and one border per output. ``object_sizes`` (from
+    :func:`parse_object_sizes`) replaces the image size as the reference; ``rfs`` reuses
+    receptive fields computed on a graph of the same geometry (the resolution sweep)."""
+    rfs = receptive_fields(graph) if rfs is None else rfs
+    global_size, per_output = resolve(graph, object_sizes)
+    views = output_views(graph, rfs, global_size, per_output)
+    border = find_border(graph, rfs, global_size.high if global_size else None)
+    primary = global_size
+    for view in views:  # the primary path ends in one output: its own size applies
+        if view.node in per_output and (view.border.readout, view.border.end) == \
+                (border.readout, border.end):
+            primary = view.objects
+            border = find_border(graph, rfs, primary.high)
+    return Analysis(graph, rfs, border, primary, views)
+
+
+__all__ = ["Analysis", "Border", "NodeRF", "ObjectSize", "OutputView", "SequenceLayer",
+           "analyze_graph", "covers", "parse_object_sizes"]

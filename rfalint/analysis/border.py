@@ -17,7 +17,8 @@ Definitions implemented here:
   is the paper's literal definition for ResNets (b_min 12 for ResNet18 at 32 px, where
   the paper's plot reads 11) and for VGG it equals the RF of the conv's input (44 for
   VGG16 conv 8 at 32 px).
-* A layer is *covered* when ``r_{l-1} > I`` on every spatial axis (I per axis).
+* A layer is *covered* when ``r_{l-1} > I`` on every spatial axis (I per axis). I is the
+  image size, or the object size when one is given (``reference``, docs/method.md §5).
   **b_min**: first sequence layer from which every later one is covered by r_min;
   **b_max** the same with r_max. **Tail**: b_min and every extractor node the truncated
   network would drop (nodes feeding the readout that are not ancestors of b_min's
@@ -57,6 +58,7 @@ class Border:
     cut: int | None  # node whose output the truncated network keeps
     tail: list[int]
     status: list[str] = field(default_factory=list)
+    reference: tuple[int, ...] = ()  # the size RFs were compared with, per axis
 
 
 def covers(r: tuple[int, ...], size: tuple[int, ...]) -> bool:
@@ -96,10 +98,19 @@ def _longest_paths(graph: Graph, rfs: list[NodeRF | None]) -> tuple[list[int], l
     return count, best_pred
 
 
-def _feature_end(graph: Graph, head: set[int], rfs: list[NodeRF | None], count: list[int]
-                 ) -> tuple[int | None, int]:
+def _feature_end(graph: Graph, head: set[int], rfs: list[NodeRF | None], count: list[int],
+                 output: int | None = None) -> tuple[int | None, int]:
     """The readout and the feature map entering it. With several readouts (auxiliary or
-    early-exit heads) the deepest one wins: most conv layers, then larger r_max, then later."""
+    early-exit heads) the deepest one wins: most conv layers, then larger r_max, then later.
+    With ``output``, only that output's own readouts (or the output itself) compete."""
+    if output is not None:
+        feeding = graph.ancestors(output)
+        ends = [(n.id, s) for n in graph if n.id in head and n.id in feeding
+                for s in n.inputs if rfs[s] is not None]
+        if rfs[output] is not None:
+            ends.append((None, output))
+        if ends:
+            return max(ends, key=lambda e: (count[e[1]], sum(rfs[e[1]].r_max), e[1]))
     ends = [(n.id, s) for n in graph if n.id in head for s in n.inputs if rfs[s] is not None]
     if not ends:
         ends = [(None, o) for o in graph.outputs if rfs[o] is not None]
@@ -130,11 +141,14 @@ def _sequence(graph: Graph, path: list[int], rfs: list[NodeRF | None]) -> list[S
     return layers
 
 
-def find_border(graph: Graph, rfs: list[NodeRF | None]) -> Border:
-    size = graph.resolution
+def find_border(graph: Graph, rfs: list[NodeRF | None],
+                reference: tuple[int, ...] | None = None, output: int | None = None) -> Border:
+    """Border and tail against ``reference`` (default: the image size), along the main
+    path of the deepest readout, or of ``output``'s own path (docs/method.md §5)."""
+    size = tuple(reference) if reference is not None else graph.resolution
     head, gates = _split_head(graph)
     count, best_pred = _longest_paths(graph, rfs)
-    readout, end = _feature_end(graph, head, rfs, count)
+    readout, end = _feature_end(graph, head, rfs, count, output)
     path = _main_path(end, best_pred)
     seq = _sequence(graph, path, rfs)
 
@@ -155,13 +169,14 @@ def find_border(graph: Graph, rfs: list[NodeRF | None]) -> Border:
         feeding = graph.ancestors(readout if readout is not None else end)
         tail = [n.id for n in graph if n.id in feeding and n.id not in kept and n.id not in head
                 and n.id != readout]
-    border = Border(head, gates, readout, end, path, seq, b_min, b_max, cut, tail)
+    border = Border(head, gates, readout, end, path, seq, b_min, b_max, cut, tail,
+                    reference=size)
     border.status = _status(graph, border, rfs)
     return border
 
 
 def _status(graph: Graph, border: Border, rfs: list[NodeRF | None]) -> list[str]:
-    size = graph.resolution
+    size = border.reference
     tail = set(border.tail)
     on_path = set(border.main_path)
     seq_status = {layer.node: CRITICAL if covers(layer.r_in_max, size) else PRODUCTIVE

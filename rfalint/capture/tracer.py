@@ -29,10 +29,10 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_flatten_with_path
 
 from rfalint.capture import ops, shapes
-from rfalint.errors import ModelError
+from rfalint.errors import CollapseError, ModelError
 from rfalint.graph import Graph, Kind, Node
 
 
@@ -132,6 +132,7 @@ class _Recorder(TorchFunctionMode):
             gates=effect.gates,
             scope=self.current_scope(),
             note=effect.note,
+            aliases=_aliases(inputs, outputs, module),
         )
         self._add(node, outputs)
 
@@ -225,6 +226,19 @@ class _Recorder(TorchFunctionMode):
         written = args[0] if raw == "__setitem__" else result
         self._record(op, op, name, inputs, bound, written, None)
         return result
+
+
+def _aliases(inputs: list[torch.Tensor], outputs: list[torch.Tensor],
+             module: nn.Module | None) -> bool:
+    """Whether the op allocated nothing: it wrote into its input (``relu_``, ``x += y``,
+    ``ReLU(inplace=True)``, whose forward runs as ``empty_like`` without data) or
+    returned views of it (``view``, ``flatten``, slices, ``chunk``)."""
+    if module is not None and getattr(module, "inplace", False) is True:
+        return True
+    first = inputs[0]
+    return all(out is first or out._base is not None and
+               out._base is (first._base if first._base is not None else first)
+               for out in outputs)
 
 
 def _holds_tensor(value: Any) -> bool:
@@ -415,14 +429,26 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
         try:
             recorder, out, head_error = _run(model, input_shape, "real")
         except Exception as exc:
-            raise ModelError(_explain_failure(exc, input_shape)) from exc
-    outputs = sorted({recorder.producer[id(t)][0] for t in tree_flatten(out)[0]
-                      if isinstance(t, torch.Tensor) and id(t) in recorder.producer})
+            raise _failure(exc, input_shape) from exc
+    named: dict[int, str] = {}
+    for path, t in tree_flatten_with_path(out)[0]:
+        if isinstance(t, torch.Tensor) and id(t) in recorder.producer:
+            named.setdefault(recorder.producer[id(t)][0], _output_name(path))
+    outputs = sorted(named)
     if not outputs:
         raise ModelError(_lost_output(recorder))
-    nodes, outputs = _live(recorder.nodes, outputs)
-    return Graph(nodes, tuple(input_shape), outputs, model_name=name, capture_mode=mode,
-                 head_error=head_error)
+    nodes, live_outputs = _live(recorder.nodes, outputs)
+    renumbered = dict(zip(outputs, live_outputs))
+    return Graph(nodes, tuple(input_shape), live_outputs, model_name=name, capture_mode=mode,
+                 head_error=head_error,
+                 output_names={renumbered[old]: label for old, label in named.items()})
+
+
+def _output_name(path: tuple) -> str:
+    """Where in the forward's return value an output sits: "0", "1", "p3", "maps.0"."""
+    parts = [str(getattr(key, "key", getattr(key, "idx", getattr(key, "name", key))))
+             for key in path]
+    return ".".join(parts) or "0"
 
 
 def _run_shape_only(model: nn.Module, input_shape: tuple[int, ...]):
@@ -439,7 +465,7 @@ def _run_shape_only(model: nn.Module, input_shape: tuple[int, ...]):
         raise
     except Exception as exc:
         if not _needs_real_data(exc):
-            raise ModelError(_explain_failure(exc, input_shape)) from exc
+            raise _failure(exc, input_shape) from exc
         return None, None, "", "real"
     return recorder, out, head_error, "fake"
 
@@ -481,15 +507,18 @@ _COLLAPSE_HINTS = ("kernel size can't be greater", "output size is too small",
                    "padded input size per channel")
 
 
-def _explain_failure(exc: Exception, input_shape: tuple[int, ...]) -> str:
+def _failure(exc: Exception, input_shape: tuple[int, ...]) -> ModelError:
+    """The one-line error for a failed forward; a collapsed feature map is its own type,
+    so that a resolution sweep can record it as a row instead of stopping."""
     scope = getattr(exc, "rfalint_scope", "") or "the top-level forward"
     first_line = _first_line(exc)
     res = "x".join(str(s) for s in input_shape[1:])
     lowered = first_line.lower()
     if any(hint in lowered for hint in _COLLAPSE_HINTS):
-        return (f"resolution {res} is too small for this model: the feature map collapses at "
-                f"'{scope}' ({first_line})")
-    return f"the model's forward raised {type(exc).__name__} at '{scope}': {first_line}"
+        return CollapseError(f"resolution {res} is too small for this model: the feature map "
+                             f"collapses at '{scope}' ({first_line})")
+    return ModelError(f"the model's forward raised {type(exc).__name__} at '{scope}': "
+                      f"{first_line}")
 
 
 def _first_line(exc: Exception) -> str:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import torch.nn as nn
 
 from rfalint import spec as spec_api
-from rfalint.analysis import Analysis, analyze_graph
+from rfalint.analysis import Analysis, ObjectSize, analyze_graph
 from rfalint.analysis.cost import Cost
 from rfalint.capture import capture
 from rfalint.errors import RfalintError, UsageError
@@ -38,7 +38,8 @@ from rfalint.fix.output import check_output, write_all
 from rfalint.fix.report import estimate_lines, render_fix
 from rfalint.fix.strategies import (NotApplicable, Rewrite, remove_stem, truncate,
                                      width)
-from rfalint.fix.verify import Figures, figures, probe, verify
+from rfalint.fix.verify import (Figures, figures, object_sizes_of, probe, reference_of,
+                                verify)
 from rfalint.fix.weights import Transfer, load_weights, save_weights, transfer
 
 # Strategies that remove the unproductive tail; ``auto`` chooses among them.
@@ -76,33 +77,37 @@ class FixResult:
 
 
 def fix(model: nn.Module, input_shape: tuple[int, ...], strategy: str, name: str = "model",
-        prefer: str = "balanced", factor: float | None = None) -> FixResult:
+        prefer: str = "balanced", factor: float | None = None,
+        object_sizes: dict[str | None, ObjectSize] | None = None) -> FixResult:
     """Rewrite ``model`` with ``strategy`` and verify the result; raises RfalintError
-    (UsageError: the strategy does not apply; ModelError: the result fails verification)."""
+    (UsageError: the strategy does not apply; ModelError: the result fails verification).
+    With ``object_sizes`` the tail is measured against the object size (docs/method.md §5),
+    and so is the re-check of the result."""
     if strategy not in STRATEGIES:
         raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if prefer not in PREFERENCES:
         raise UsageError(f"--prefer must be one of {', '.join(PREFERENCES)}, got {prefer!r}")
     if (strategy == "width") != (factor is not None):
         raise UsageError("--factor goes with --strategy width (and width needs --factor)")
-    analysis = analyze_graph(capture(model, tuple(input_shape), name=name))
+    analysis = analyze_graph(capture(model, tuple(input_shape), name=name), object_sizes)
     before = figures(model, analysis)
+    recheck = object_sizes_of(analysis)
     if strategy != "width" and not analysis.border.tail:
         return FixResult(strategy, before, None)
     spec = spec_api.from_graph(analysis.graph, name)
     if strategy == "width":
         rewrite = width(analysis, spec, factor)
-        checked = verify(rewrite.spec, analysis.graph.input_shape, clean=False)
+        checked = verify(rewrite.spec, analysis.graph.input_shape, clean=False, object_sizes=recheck)
         return FixResult(strategy, before, rewrite, checked.figures, checked.model)
     if strategy != "auto":
         rewrite = TAIL_STRATEGIES[strategy](analysis, spec)
-        checked = verify(rewrite.spec, analysis.graph.input_shape, clean=True)
+        checked = verify(rewrite.spec, analysis.graph.input_shape, clean=True, object_sizes=recheck)
         return FixResult(strategy, before, rewrite, checked.figures, checked.model)
     candidates = []
     for name_, apply in TAIL_STRATEGIES.items():
         try:
             rewrite = apply(analysis, spec)
-            checked = verify(rewrite.spec, analysis.graph.input_shape, clean=True)
+            checked = verify(rewrite.spec, analysis.graph.input_shape, clean=True, object_sizes=recheck)
         except RfalintError as exc:
             candidates.append(Candidate(name_, reason=str(exc)))
         else:
@@ -135,8 +140,8 @@ def estimate(model: nn.Module, analysis: Analysis, cost: Cost) -> list[Candidate
     out = [_estimate_truncate(analysis, cost)]
     try:
         rewrite = remove_stem(analysis, spec_api.from_graph(analysis.graph, "model"))
-        out.append(Candidate("remove-stem", figures(*probe(rewrite.spec,
-                                                           analysis.graph.input_shape))))
+        out.append(Candidate("remove-stem", figures(*probe(
+            rewrite.spec, analysis.graph.input_shape, object_sizes_of(analysis)))))
     except RfalintError as exc:
         out.append(Candidate("remove-stem", reason=str(exc)))
     return out
@@ -152,8 +157,8 @@ def _estimate_truncate(analysis: Analysis, cost: Cost) -> Candidate:
     bias = classes if linears[-1].bias is not None else 0
     params = sum(cost.params[i] for i in kept) + channels * classes + bias
     macs = sum(cost.macs[i] for i in kept) + channels * classes
-    return Candidate("truncate", Figures(params, macs, 0,
-                                         tuple(analysis.rfs[border.cut].r_max), graph.resolution))
+    return Candidate("truncate", Figures(params, macs, 0, tuple(analysis.rfs[border.cut].r_max),
+                                         graph.resolution, None, reference_of(analysis)))
 
 
 def _header(result: FixResult, origin: str) -> str:

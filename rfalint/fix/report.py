@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from rfalint.analysis.memory import fmt_bytes
 from rfalint.fix.verify import Figures
 
 if TYPE_CHECKING:
@@ -17,13 +18,21 @@ def _axes(values: tuple[int, ...]) -> str:
     return "x".join(map(str, values)) if len(set(values)) > 1 else str(values[0])
 
 
-def cells(fig: Figures) -> tuple[str, str, str, str]:
-    """params, MACs (millions), tail conv layers, final r_max vs input."""
-    return (f"{fig.params:,}", f"{fig.macs / 1e6:,.2f}", str(fig.tail_convs),
-            f"{_axes(fig.r_max_final)} vs {_axes(fig.resolution)}")
+def _reference(fig: Figures) -> str:
+    if fig.reference is None:
+        return _axes(fig.resolution)
+    return f"object {_axes(fig.reference)}"
 
 
-COLUMNS = ("params", "MACs (M)", "tail convs", "r_max final vs input")
+def cells(fig: Figures) -> tuple[str, str, str, str, str]:
+    """params, MACs (millions), peak activation memory, tail conv layers, final r_max vs
+    the reference (the input, or the object size)."""
+    peak = "" if fig.activation_peak is None else fmt_bytes(fig.activation_peak)
+    return (f"{fig.params:,}", f"{fig.macs / 1e6:,.2f}", peak, str(fig.tail_convs),
+            f"{_axes(fig.r_max_final)} vs {_reference(fig)}")
+
+
+COLUMNS = ("params", "MACs (M)", "act. peak (batch 1)", "tail convs", "r_max final vs input")
 
 
 def _table(title: str) -> Table:
@@ -41,7 +50,7 @@ def render_fix(result: FixResult, console: Console) -> None:
         for c in result.candidates:
             mark = "  << chosen" if c.strategy == result.strategy else ""
             if c.figures is None:
-                table.add_row(c.strategy, f"n/a: {c.reason}", "", "", "")
+                table.add_row(c.strategy, f"n/a: {c.reason}", "", "", "", "")
             else:
                 table.add_row(c.strategy + mark, *cells(c.figures))
         console.print(table)
@@ -64,5 +73,5 @@ def estimate_lines(candidates: list[Candidate], before_params: int, before_macs:
         lines.append(f"  {c.strategy:<12} params {before_params:,} -> {f.params:,}, "
                      f"MACs {before_macs / 1e6:,.2f} M -> {f.macs / 1e6:,.2f} M, "
                      f"tail {f.tail_convs} convs, r_max final {_axes(f.r_max_final)} vs "
-                     f"{_axes(f.resolution)} px")
+                     f"{_reference(f)} px")
     return lines

@@ -17,7 +17,7 @@ import torch.nn as nn
 from rfalint.analysis import Analysis
 from rfalint.errors import ModelError, UsageError
 from rfalint.fix.rewrite import Layers
-from rfalint.fix.verify import probe
+from rfalint.fix.verify import object_sizes_of, probe
 from rfalint.graph import Graph, Kind, Node, Window
 
 
@@ -123,7 +123,7 @@ def remove_stem(analysis: Analysis, spec: dict[str, Any]) -> Rewrite:
                            f"{_axes(node.geometry.stride)} {node.op}")
     spec = layers.to_spec()
     for _ in range(MAX_STEPS):
-        _, after = probe(spec, graph.input_shape)
+        _, after = probe(spec, graph.input_shape, object_sizes_of(analysis))
         if not after.border.tail:
             return Rewrite("remove-stem", spec, changes, fresh)
         spec, step = _soften(after, spec)

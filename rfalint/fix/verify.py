@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 
 from rfalint import spec as spec_api
-from rfalint.analysis import Analysis, analyze_graph
+from rfalint.analysis import Analysis, ObjectSize, analyze_graph
 from rfalint.analysis.cost import GRAPH, measure
+from rfalint.analysis.memory import activation_memory, model_dtype
 from rfalint.capture import capture
 from rfalint.errors import ModelError
 from rfalint.graph import Kind
@@ -33,22 +34,38 @@ class Figures:
     tail_convs: int  # conv layers in the unproductive tail
     r_max_final: tuple[int, ...]  # RF entering the readout, per axis
     resolution: tuple[int, ...]
+    # Peak live activation bytes at batch 1 (docs/method.md §5); None where only estimated.
+    activation_peak: int | None = None
+    reference: tuple[int, ...] | None = None  # the object size, when not the image
 
 
 def figures(model: nn.Module, analysis: Analysis) -> Figures:
     cost = measure(model, analysis.graph, counter=GRAPH)
     graph = analysis.graph
     tail = sum(1 for i in analysis.border.tail if graph[i].kind is Kind.CONV)
+    peak = activation_memory(graph, model_dtype(model)).peak
     return Figures(cost.params_total, cost.macs_total, tail, tuple(analysis.rf_final.r_max),
-                   graph.resolution)
+                   graph.resolution, peak, reference_of(analysis))
 
 
-def probe(spec: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[nn.Module, Analysis]:
+def reference_of(analysis: Analysis) -> tuple[int, ...] | None:
+    return analysis.reference if analysis.object_size is not None else None
+
+
+def object_sizes_of(analysis: Analysis) -> dict[str | None, ObjectSize] | None:
+    """The rewritten model is re-checked against the original's primary object size."""
+    return None if analysis.object_size is None else {None: analysis.object_size}
+
+
+def probe(spec: dict[str, Any], input_shape: tuple[int, ...],
+          object_sizes: dict[str | None, ObjectSize] | None = None
+          ) -> tuple[nn.Module, Analysis]:
     """Build ``spec`` on the meta device and analyse it; a spec that does not build is a
     :class:`ModelError` (a rewrite that broke shapes)."""
     try:
         model = spec_api.build_meta(spec)
-        analysis = analyze_graph(capture(model, tuple(input_shape), name=spec.get("name", "model")))
+        analysis = analyze_graph(capture(model, tuple(input_shape), name=spec.get("name", "model")),
+                                 object_sizes)
     except SpecError as exc:
         raise ModelError(f"the rewritten model does not build: {exc}") from None
     return model, analysis
@@ -61,7 +78,8 @@ class Verified:
     figures: Figures
 
 
-def verify(spec: dict[str, Any], input_shape: tuple[int, ...], clean: bool) -> Verified:
+def verify(spec: dict[str, Any], input_shape: tuple[int, ...], clean: bool,
+           object_sizes: dict[str | None, ObjectSize] | None = None) -> Verified:
     """Build ``spec``, run it on a zero input of ``input_shape`` and re-check it; with
     ``clean``, an unproductive layer left is a failure. Every failure is a ModelError."""
     try:
@@ -75,7 +93,8 @@ def verify(spec: dict[str, Any], input_shape: tuple[int, ...], clean: bool) -> V
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"the rewritten model does not run at {input_shape}: {first}") from None
-    analysis = analyze_graph(capture(model, tuple(input_shape), name=spec.get("name", "model")))
+    analysis = analyze_graph(capture(model, tuple(input_shape), name=spec.get("name", "model")),
+                             object_sizes)
     result = figures(model, analysis)
     if clean and result.tail_convs:
         raise ModelError(f"the rewritten model still has {result.tail_convs} unproductive conv "

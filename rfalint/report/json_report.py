@@ -34,13 +34,68 @@ def layer_dict(result: CheckResult, node_id: int) -> dict[str, Any]:
         "status": analysis.border.status[node_id],
         "params": result.cost.params[node_id] if result.cost else None,
         "macs": result.cost.macs[node_id] if result.cost else None,
+        "activation_bytes": result.memory.bytes[node_id] if result.memory else None,
     }
     if isinstance(node.geometry, Window):
         entry["kernel"] = list(node.geometry.kernel)
         entry["stride"] = list(node.geometry.stride)
         entry["dilation"] = list(node.geometry.dilation)
         entry["transposed"] = node.geometry.transposed
+        effective = analysis.effective_kernel(node_id)
+        if effective is not None:
+            entry["effective_kernel"] = [_fraction(e) for e in effective]
     return entry
+
+
+def reference_dict(analysis) -> dict[str, Any]:
+    """What the border rules compared RFs with: the image or an object size."""
+    objects = analysis.object_size
+    return {"kind": "object" if objects is not None else "image",
+            "size": list(analysis.reference),
+            "object_size_range": [list(objects.low), list(objects.high)] if objects else None}
+
+
+def outputs_list(analysis) -> list[dict[str, Any]]:
+    """Per model output: its own border, tail and final RF, and with an object-size range
+    the sizes it sees whole, on some paths only, and only in part (per axis, [lo, hi])."""
+    graph, name = analysis.graph, analysis.layer_name
+    out = []
+    for view in analysis.outputs:
+        border, final = view.border, view.final(analysis.rfs)
+        seen = view.seen(analysis.rfs)
+        out.append({
+            "output": view.name,
+            "node": name(view.node),
+            "readout": name(border.readout),
+            "rf_min_final": list(final.r_min),
+            "rf_max_final": list(final.r_max),
+            "reference": {"kind": "object" if view.objects else "image",
+                          "size": list(border.reference),
+                          "object_size_range": [list(view.objects.low), list(view.objects.high)]
+                          if view.objects else None},
+            "sequence": [name(layer.node) for layer in border.sequence],
+            "b_min": name(border.b_min.node) if border.b_min else None,
+            "b_min_index": border.b_min.index if border.b_min else None,
+            "b_max": name(border.b_max.node) if border.b_max else None,
+            "b_max_index": border.b_max.index if border.b_max else None,
+            "tail": [name(t) for t in border.tail],
+            "tail_conv_layers": sum(1 for t in border.tail if graph[t].kind is Kind.CONV),
+            "objects_seen": {part: [list(r) for r in ranges] if ranges else None
+                             for part, ranges in seen.items()} or None,
+        })
+    return out
+
+
+def memory_summary(result: CheckResult) -> dict[str, Any] | None:
+    """Activation memory at batch 1 in the model's dtype: peak live bytes (execution
+    order; views and in-place ops allocate nothing), total allocated, and the tail's share."""
+    memory = result.memory
+    if memory is None:
+        return None
+    held, fraction = memory.share(result.analysis.border.tail)
+    return {"dtype": str(memory.dtype).removeprefix("torch."), "batch": 1,
+            "peak_bytes": memory.peak, "peak_at": result.analysis.layer_name(memory.peak_node),
+            "allocated_bytes": memory.total, "tail_bytes": held, "tail_share": fraction}
 
 
 def to_dict(result: CheckResult) -> dict[str, Any]:
@@ -63,6 +118,7 @@ def to_dict(result: CheckResult) -> dict[str, Any]:
         "tail": [name(t) for t in border.tail],
         "critical": [name(layer.node) for layer in border.sequence
                      if border.status[layer.node] == "critical"],
+        "outputs": outputs_list(analysis),
         "findings": [
             {"code": f.code, "severity": f.severity.value, "layer": f.layer,
              "message": f.message, "remedy": f.remedy}
@@ -74,7 +130,9 @@ def to_dict(result: CheckResult) -> dict[str, Any]:
             "rf_max_final": list(final.r_max),
             "rf_min_final": list(final.r_min),
             "capture": graph.capture_mode,
+            "reference": reference_dict(analysis),
             **cost_summary(result),
+            "activation_memory": memory_summary(result),
             "candidates": candidates_summary(result),
         },
     }

@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rfalint.analysis.cost import FVCORE, regions
+from rfalint.analysis.memory import fmt_bytes
 from rfalint.api import CheckResult
 from rfalint.fix import estimate_lines
 from rfalint.graph import Kind, Window
@@ -19,8 +20,19 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 QUIET_KINDS = {Kind.POINTWISE, Kind.NONSPATIAL, Kind.INPUT}
 
 
-def _geometry(node) -> str:
-    return node.geometry.label() if isinstance(node.geometry, Window) else ""
+def _geometry(analysis, node) -> str:
+    """kernel/stride, and for convs the effective filter size k x jump: '3/1 (eff 12)'."""
+    if not isinstance(node.geometry, Window):
+        return ""
+    effective = analysis.effective_kernel(node.id)
+    if effective is None:
+        return node.geometry.label()
+    return f"{node.geometry.label()} (eff {fmt_axes(_number(e) for e in effective)})"
+
+
+def _number(value) -> str:
+    """A Fraction as '12' or, after upsampling, '1.5'."""
+    return str(int(value)) if value == int(value) else f"{float(value):g}"
 
 
 def _shown(result: CheckResult, node, all_nodes: bool) -> bool:
@@ -55,7 +67,7 @@ def render_text(result: CheckResult, console: Console, all_nodes: bool = False) 
         size = node.spatial_out
         cost = _cost_cells(result, node.id)
         table.add_row(
-            label, node.op, _geometry(node),
+            label, node.op, _geometry(analysis, node),
             fmt_axes(size) if size else "x".join(map(str, node.out_shape[1:])),
             fmt_axes(rf.r_min) if rf else "", fmt_axes(rf.r_max) if rf else "",
             *cost, Text(status, style=STATUS_STYLE[status]))
@@ -68,15 +80,16 @@ def _summary(result: CheckResult, console: Console) -> None:
     analysis = result.analysis
     graph, border = analysis.graph, analysis.border
     res = fmt_axes(graph.resolution)
+    ref = analysis.reference_label()
     n_seq = len(border.sequence)
     lines = []
     for label, layer, attr in (("b_min", border.b_min, "r_in_min"),
                                ("b_max", border.b_max, "r_in_max")):
         if layer is None:
-            lines.append(f"{label}: none (no layer of the main path is past the border at {res} px)")
+            lines.append(f"{label}: none (no layer of the main path is past the border at {ref})")
         else:
             lines.append(f"{label}: {graph[layer.node].name} (conv #{layer.index} of {n_seq} on the "
-                         f"main path, input r_{attr[5:]} {fmt_axes(getattr(layer, attr))} > {res} px)")
+                         f"main path, input r_{attr[5:]} {fmt_axes(getattr(layer, attr))} > {ref})")
     n_critical = sum(1 for layer in border.sequence if border.status[layer.node] == "critical")
     tail_convs = [t for t in border.tail if graph[t].kind is Kind.CONV]
     lines.append(f"tail: {len(tail_convs)} conv layers ({len(border.tail)} nodes); "
@@ -84,13 +97,62 @@ def _summary(result: CheckResult, console: Console) -> None:
     final = analysis.rf_final
     lines.append(f"final RF entering the readout: r_min {fmt_axes(final.r_min)}, "
                  f"r_max {fmt_axes(final.r_max)} vs input {res} px")
+    if analysis.object_size is not None:
+        lines.append(f"reference: object size {analysis.object_size.label()} (border, tail, "
+                     f"critical and coverage compare RFs with {ref}, not the image)")
+    lines += _output_lines(analysis)
     if graph.capture_mode == "real":
         lines.append("capture: the forward reads tensor values; ran on a real dummy input")
     if result.cost:
         lines += _cost_lines(result)
+    if result.memory:
+        lines += _memory_lines(result)
     if result.candidates:
         lines += estimate_lines(result.candidates, result.cost.params_total, result.cost.macs_total)
     console.print("\n".join(lines))
+
+
+def _output_lines(analysis) -> list[str]:
+    """One line per output of a model with several (detection levels, decoders): its own
+    border and, with an object-size range, which sizes it sees whole."""
+    if len(analysis.outputs) < 2 and not any(v.objects and v.objects.low != v.objects.high
+                                              for v in analysis.outputs):
+        return []
+    lines = []
+    for view in analysis.outputs:
+        graph, border = analysis.graph, view.border
+        final = view.final(analysis.rfs)
+        ref = f"object {view.objects.label()}" if view.objects else \
+            f"{fmt_axes(border.reference)} px"
+        b_min = (f"b_min {graph[border.b_min.node].name} (#{border.b_min.index} of "
+                 f"{len(border.sequence)})" if border.b_min else "no b_min")
+        tail = sum(1 for t in border.tail if graph[t].kind is Kind.CONV)
+        line = (f"output {view.name} ({graph[view.node].name}): r_min {fmt_axes(final.r_min)}, "
+                f"r_max {fmt_axes(final.r_max)}, vs {ref}: {b_min}, tail {tail} conv layers")
+        seen = view.seen(analysis.rfs)
+        words = {"whole": "seen whole", "some_paths": "whole on some paths only",
+                 "in_part": "seen only in part"}
+        parts = [f"{words[k]} {_ranges(v)} px" for k, v in seen.items() if v is not None]
+        lines.append(line + (f"; objects {', '.join(parts)}" if parts else ""))
+    return lines
+
+
+def _ranges(per_axis) -> str:
+    texts = [f"{a}..{b}" if a != b else str(a) for a, b in per_axis]
+    return texts[0] if len(set(texts)) == 1 else " x ".join(texts)
+
+
+def _memory_lines(result: CheckResult) -> list[str]:
+    memory, analysis = result.memory, result.analysis
+    peak_at = analysis.graph[memory.peak_node].name
+    lines = [f"activation memory (batch 1, {str(memory.dtype).removeprefix('torch.')}): peak "
+             f"{fmt_bytes(memory.peak)} live at {peak_at}, {fmt_bytes(memory.total)} allocated "
+             "over the forward (views and in-place ops allocate nothing)"]
+    if analysis.border.tail:
+        held, fraction = memory.share(analysis.border.tail)
+        lines.append(f"the tail allocates {fmt_bytes(held)} ({fraction:.1%}) of the activation "
+                     "memory")
+    return lines
 
 
 def _cost_cells(result: CheckResult, node_id: int) -> tuple[str, ...]:

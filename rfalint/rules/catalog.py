@@ -13,7 +13,8 @@ from rfalint.rules.base import Example, Finding, Rule, Severity
 
 
 def _px(analysis: Analysis) -> str:
-    return f"{fmt_axes(analysis.graph.resolution)} px"
+    """The reference the border rules compare with: '32 px' (image) or 'object 32 px'."""
+    return analysis.reference_label()
 
 
 def _readout_understood(analysis: Analysis) -> bool:
@@ -129,7 +130,7 @@ class CriticalLayer(Rule):
     invalid = [Example(lambda: _ResidualStack(3), (3, 8, 8))]
 
     def check(self, analysis: Analysis) -> Iterator[Finding]:
-        size = analysis.graph.resolution
+        size = analysis.reference
         tail = set(analysis.border.tail)
         for layer in analysis.border.sequence:
             if layer.node in tail or not covers(layer.r_in_max, size):
@@ -181,7 +182,7 @@ class UnderCoverage(Rule):
         if not _readout_understood(analysis):
             return
         final = analysis.rf_final.r_max
-        size = analysis.graph.resolution
+        size = analysis.reference
         if any(r < s for r, s in zip(final, size)):
             msg = f"final r_max {fmt_axes(final)} < {_px(analysis)}"
             yield self.finding(analysis.layer_name(analysis.border.end), msg)
@@ -209,19 +210,21 @@ class ResolutionRange(Rule):
             return
         lo = seq[-1].r_in_min
         hi = analysis.rf_final.r_max
-        size = analysis.graph.resolution
+        size = analysis.reference
         inside = all(l <= s <= h for l, s, h in zip(lo, size, hi))
         if inside:
             return
         layer = analysis.layer_name(analysis.border.end)
         if any(l > h for l, h in zip(lo, hi)):
-            yield self.finding(layer, "no input resolution gives both no tail and full coverage")
+            what = "object size" if analysis.object_size is not None else "input resolution"
+            yield self.finding(layer, f"no {what} gives both no tail and full coverage")
             return
         if len(set(lo)) == 1 and len(set(hi)) == 1:
             rng, axes = f"{lo[0]}..{hi[0]}", ""
         else:
             rng, axes = ", ".join(f"{l}..{h}" for l, h in zip(lo, hi)), " per axis"
-        yield self.finding(layer, f"no tail and full coverage for inputs of {rng} px{axes}; "
+        what = "objects" if analysis.object_size is not None else "inputs"
+        yield self.finding(layer, f"no tail and full coverage for {what} of {rng} px{axes}; "
                                   f"running at {_px(analysis)}")
 
 
@@ -312,7 +315,7 @@ class HeadMismatch(Rule):
 
     def check(self, analysis: Analysis) -> Iterator[Finding]:
         if analysis.graph.head_error:
-            yield self.finding(None, f"head failed at {_px(analysis)}: "
+            yield self.finding(None, f"head failed at {fmt_axes(analysis.graph.resolution)} px: "
                                      f"{analysis.graph.head_error}")
 
 

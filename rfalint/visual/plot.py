@@ -50,7 +50,7 @@ def check_plot_path(path: Path) -> str:
 
 def _axes_to_draw(analysis: Analysis) -> list[int | None]:
     """[None] when every axis gives the same picture, else one entry per axis."""
-    size = analysis.graph.resolution
+    size = analysis.reference
     rfs = [analysis.rfs[layer.node] for layer in analysis.border.sequence]
     symmetric = len(set(size)) == 1 and all(
         len(set(rf.r_min)) == 1 and len(set(rf.r_max)) == 1 for rf in rfs)
@@ -77,7 +77,8 @@ def draw_rf(analysis: Analysis, title: str):
     tail = set(border.tail)
     for ax, axis in zip(panels, axes_ids):
         a = 0 if axis is None else axis
-        size = graph.resolution[a]
+        size = analysis.reference[a]
+        what = "object" if analysis.object_size is not None else "input"
         r_max = [analysis.rfs[layer.node].r_max[a] for layer in seq]
         r_min = [analysis.rfs[layer.node].r_min[a] for layer in seq]
         ax.fill_between(xs, r_min, r_max, color=COLORS["r_max"], alpha=0.08, linewidth=0)
@@ -87,7 +88,7 @@ def draw_rf(analysis: Analysis, title: str):
         ax.plot(xs, r_min, "s--", color=COLORS["r_min"], label="r_min (output RF)",
                 markersize=marker * 0.7, linewidth=1.4, markerfacecolor="white")
         ax.axhline(size, color=COLORS["input"], linestyle="--", linewidth=1.2,
-                   label=f"input {size} px")
+                   label=f"{what} {size} px")
         critical = [x for x, layer in zip(xs, seq) if border.status[layer.node] == "critical"]
         for i, x in enumerate(critical):
             ax.axvspan(x - 0.5, x + 0.5, color=COLORS["critical"], alpha=0.2, linewidth=0,
@@ -106,7 +107,7 @@ def draw_rf(analysis: Analysis, title: str):
             ax.set_ylim(bottom=0)
             ax.set_ylabel("receptive field (px)")
         if axis is not None:
-            ax.set_title(f"spatial axis {axis} (input {size} px)", fontsize=10, loc="left")
+            ax.set_title(f"spatial axis {axis} ({what} {size} px)", fontsize=10, loc="left")
         ax.set_xlim(0.4, n + 0.6)
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(loc="best", fontsize=8, framealpha=0.9)
@@ -130,4 +131,52 @@ def save_rf_plot(analysis: Analysis, title: str, path: Path) -> None:
     fmt = check_plot_path(path)
     buffer = io.BytesIO()
     draw_rf(analysis, title).savefig(buffer, format=fmt)
+    write_atomic(path, buffer.getvalue())
+
+
+def draw_sweep(result):
+    """Tail share (params, MACs, activation memory) and coverage against the resolution,
+    the productive range shaded; points where the model does not run are marked."""
+    Figure, _ = _canvas()
+    rows = [row for row in result.rows if row.analysed]
+    if not rows:
+        raise UsageError(f"{result.target}: the model runs at no resolution of the sweep")
+    xs = [row.resolution[0] for row in rows]
+    fig = Figure(figsize=(9.0, 6.4), dpi=120, layout="constrained")
+    share_ax, cover_ax = fig.subplots(2, 1, sharex=True)
+    for attr, label, color in (("tail_params_share", "params", COLORS["r_max"]),
+                               ("tail_macs_share", "MACs", COLORS["tail"]),
+                               ("tail_memory_share", "activation memory", COLORS["r_min"])):
+        share_ax.plot(xs, [100 * getattr(row, attr) for row in rows], "o-", color=color,
+                      markersize=3.5, label=f"tail share of {label}")
+    share_ax.set_ylabel("tail share (%)")
+    share_ax.set_ylim(-2, 102)
+    ref = "object" if result.object_size else "input"
+    cover_ax.plot(xs, [min(row.coverage) for row in rows], "o-", color=COLORS["input"],
+                  markersize=3.5, label=f"final r_max / {ref} (smallest axis)")
+    cover_ax.axhline(1.0, color=COLORS["border"], linestyle="--", linewidth=1.0,
+                     label="full coverage")
+    cover_ax.set_ylabel(f"coverage r_max / {ref}")
+    cover_ax.set_yscale("log")
+    failing = [row.resolution[0] for row in result.rows if not row.runs]
+    for ax in (share_ax, cover_ax):
+        for i, (lo, hi) in enumerate(result.productive_ranges()):
+            ax.axvspan(lo, hi, color=COLORS["r_min"], alpha=0.15, linewidth=0,
+                       label=None if i else "productive range")
+        for i, x in enumerate(failing):
+            ax.axvline(x, color=COLORS["critical"], linewidth=1.0, alpha=0.7,
+                       label=None if i else "does not run")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=8, framealpha=0.9)
+    if xs[-1] >= 8 * xs[0]:
+        cover_ax.set_xscale("log", base=2)
+    cover_ax.set_xlabel("input resolution (px)")
+    fig.suptitle(f"{result.target}: resolution sweep", fontsize=11)
+    return fig
+
+
+def save_sweep_plot(result, path: Path) -> None:
+    fmt = check_plot_path(path)
+    buffer = io.BytesIO()
+    draw_sweep(result).savefig(buffer, format=fmt)
     write_atomic(path, buffer.getvalue())
