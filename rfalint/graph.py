@@ -162,6 +162,9 @@ class Graph:
     model_name: str = "model"
     capture_mode: str = "meta"  # "meta"/"fake": shapes only, no compute; "real": data-dependent
     head_error: str = ""  # set when the head failed at this resolution; outputs then end before it
+    # node id of a gated multiplication -> the gate's kind ("channel", "spatial",
+    # "branch-selection"); rfalint.capture.gates fills it (docs/method.md §3)
+    gate_kinds: dict[int, str] = field(default_factory=dict)
     # Output node id -> where the forward returned it: "0" for a lone tensor, the index in a
     # tuple, the key in a dict ("p3"), joined with "." when nested.
     output_names: dict[int, str] = field(default_factory=dict)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from rfalint.analysis.border import Border, SequenceLayer, covers, find_border
+from rfalint.analysis.completeness import RFStatus, is_complete, rf_status
 from rfalint.analysis.objects import (ObjectSize, OutputView, output_views,
                                       parse_object_sizes, resolve)
 from rfalint.analysis.rf import NodeRF, receptive_fields
@@ -21,6 +22,9 @@ class Analysis:
     border: Border
     object_size: ObjectSize | None = None  # the primary border's reference, when not the image
     outputs: list[OutputView] = field(default_factory=list)  # one per model output
+    rf_status: list[RFStatus] = field(default_factory=list)  # per node id
+    complete: bool = True  # no op on the way to a readout or output is unknown
+    gates_included: bool = False  # spatial gates analysed as feature paths
 
     def layer_name(self, node_id: int | None) -> str | None:
         return None if node_id is None else self.graph[node_id].name
@@ -53,10 +57,15 @@ class Analysis:
 
 
 def analyze_graph(graph: Graph, object_sizes: dict[str | None, ObjectSize] | None = None,
-                  rfs: list[NodeRF | None] | None = None) -> Analysis:
+                  rfs: list[NodeRF | None] | None = None,
+                  include_gates: bool = False) -> Analysis:
     """RFs, the primary border and one border per output. ``object_sizes`` (from
     :func:`parse_object_sizes`) replaces the image size as the reference; ``rfs`` reuses
-    receptive fields computed on a graph of the same geometry (the resolution sweep)."""
+    receptive fields computed on a graph of the same geometry (the resolution sweep).
+    ``include_gates`` analyses full-size spatial gates as feature paths (the literal max
+    over every path) instead of excluding them, the default (docs/method.md §3)."""
+    if include_gates:
+        graph = _with_spatial_gates_as_features(graph)
     rfs = receptive_fields(graph) if rfs is None else rfs
     global_size, per_output = resolve(graph, object_sizes)
     views = output_views(graph, rfs, global_size, per_output)
@@ -67,8 +76,28 @@ def analyze_graph(graph: Graph, object_sizes: dict[str | None, ObjectSize] | Non
                 (border.readout, border.end):
             primary = view.objects
             border = find_border(graph, rfs, primary.high)
-    return Analysis(graph, rfs, border, primary, views)
+    status = rf_status(graph, rfs)
+    ends = [border.end, *graph.outputs] if border.readout is None else [border.readout]
+    return Analysis(graph, rfs, border, primary, views, status,
+                    is_complete(graph, status, ends), include_gates)
 
 
-__all__ = ["Analysis", "Border", "NodeRF", "ObjectSize", "OutputView", "SequenceLayer",
+def _with_spatial_gates_as_features(graph: Graph) -> Graph:
+    """A copy of ``graph`` whose full-size gate operands count as feature paths; gates
+    broadcast over space (computed from a global pool) stay excluded: they have no
+    finite spatial RF."""
+    nodes = []
+    kinds = dict(graph.gate_kinds)
+    for node in graph:
+        keep = tuple(pos for pos in node.gates
+                     if graph[node.inputs[pos]].spatial_out != node.spatial_out)
+        if keep != node.gates:
+            node = replace(node, gates=keep, kind=Kind.MERGE)
+            if not keep:
+                kinds.pop(node.id, None)
+        nodes.append(node)
+    return replace(graph, nodes=nodes, gate_kinds=kinds)
+
+
+__all__ = ["Analysis", "Border", "NodeRF", "ObjectSize", "OutputView", "RFStatus", "SequenceLayer",
            "analyze_graph", "covers", "parse_object_sizes"]

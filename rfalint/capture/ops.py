@@ -420,13 +420,30 @@ def cat(call: Call) -> Effect:
     ref = call.inputs[spatial[0]]
     dim = _norm_dim(int(call.args.get("dim", 0)), len(out))
     if call.op == "stack":
-        return unknown(call, "stack of feature maps")
+        # a new branch axis at ``dim``: spatial dims at or after it move one up
+        layout = tuple(d + 1 if d >= dim else d for d in ref.layout)
+        if any(t.layout is None or tuple(t.shape[d] for d in t.layout) !=
+               tuple(out[d] for d in layout) for t in call.inputs):
+            return unknown(call, "stack of tensors with different spatial sizes")
+        kind = Kind.MERGE if len(call.inputs) > 1 else Kind.POINTWISE
+        return Effect(kind, layout)
     if dim in ref.layout:
         return unknown(call, f"concatenation along spatial dim {dim}")
     full = [i for i in spatial if _is_full_spatial(call.inputs[i], out)]
     gates = tuple(i for i in range(len(call.inputs)) if i not in full)
     kind = Kind.MERGE if len(full) > 1 else Kind.POINTWISE
     return Effect(kind, ref.layout, gates=gates)
+
+
+def unbind(call: Call) -> Effect:
+    """``unbind(dim)`` over a branch or channel axis: every output keeps the positions."""
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    dim = _norm_dim(int(call.args.get("dim", 0)), len(main.shape))
+    if dim in main.layout:
+        return unknown(call, f"unbind along spatial dim {dim}")
+    return Effect(Kind.POINTWISE, tuple(d - 1 if d > dim else d for d in main.layout))
 
 
 def split(call: Call) -> Effect:
@@ -500,6 +517,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "cat": ("tensors", "dim"),
     "split": ("input", "split_size_or_sections", "dim"),
     "chunk": ("input", "chunks", "dim"),
+    "unbind": ("input", "dim"),
     "squeeze": ("input", "dim"),
     "getitem": ("input", "index"),
     "linear": ("input", "weight", "bias"),
@@ -566,6 +584,7 @@ FUNCTIONAL_OPS: dict[str, tuple[Handler, str | None]] = {
     "split": (split, "split"),
     "chunk": (split, "chunk"),
     "tensor_split": (split, "split"),
+    "unbind": (unbind, "unbind"),
     "pad": (pad, "pad"),
     "linear": (linear, "linear"),
     "expand": (expand, None),

@@ -32,6 +32,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_flatten_with_path
 
 from rfalint.capture import ops, shapes
+from rfalint.capture.gates import mark_gates
 from rfalint.errors import CollapseError, ModelError
 from rfalint.graph import Graph, Kind, Node
 
@@ -439,9 +440,11 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
         raise ModelError(_lost_output(recorder))
     nodes, live_outputs = _live(recorder.nodes, outputs)
     renumbered = dict(zip(outputs, live_outputs))
-    return Graph(nodes, tuple(input_shape), live_outputs, model_name=name, capture_mode=mode,
-                 head_error=head_error,
-                 output_names={renumbered[old]: label for old, label in named.items()})
+    graph = Graph(nodes, tuple(input_shape), live_outputs, model_name=name, capture_mode=mode,
+                  head_error=head_error,
+                  output_names={renumbered[old]: label for old, label in named.items()})
+    mark_gates(graph)
+    return graph
 
 
 def _output_name(path: tuple) -> str:
