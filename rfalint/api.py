@@ -24,7 +24,8 @@ from rfalint.capture import capture
 from rfalint.fix import Candidate, estimate
 from rfalint.rules import Finding, Severity, run_rules
 
-FAIL_LEVELS = ("error", "warning", "info", "never")
+# "incomplete": fail on errors and on any analysis that could not be completed (RFA201)
+FAIL_LEVELS = ("error", "warning", "info", "incomplete", "never")
 
 
 @dataclass
@@ -46,6 +47,10 @@ class CheckResult:
     def failed(self, fail_on: str = "error") -> bool:
         if fail_on == "never":
             return False
+        if fail_on == "incomplete":
+            if not self.analysis.complete:
+                return True
+            fail_on = "error"
         threshold = Severity(fail_on).rank
         return any(f.severity.rank >= threshold for f in self.findings)
 
@@ -61,21 +66,24 @@ def object_sizes(value: ObjectSizes) -> dict[str | None, ObjectSize] | None:
 
 
 def analyze(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
-            object_size: ObjectSizes = None) -> Analysis:
+            object_size: ObjectSizes = None, include_gates: bool = False) -> Analysis:
     """Capture ``model`` at ``input_shape`` = (C, *spatial) and compute RFs and borders,
-    against ``object_size`` instead of the image when given (docs/method.md §5)."""
-    return analyze_graph(capture(model, tuple(input_shape), name=name), object_sizes(object_size))
+    against ``object_size`` instead of the image when given (docs/method.md §5).
+    ``include_gates`` counts full-size attention gates as feature paths (§3)."""
+    return analyze_graph(capture(model, tuple(input_shape), name=name), object_sizes(object_size),
+                         include_gates=include_gates)
 
 
 def check(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
           select: Iterable[str] = ("RFA",), ignore: Iterable[str] = (),
           per_layer_ignores: Mapping[str, Iterable[str]] | None = None,
           source: Path | None = None, cost: bool = True, counter: str = "auto",
-          object_size: ObjectSizes = None) -> CheckResult:
+          object_size: ObjectSizes = None, include_gates: bool = False) -> CheckResult:
     """Analyse ``model``, run the rules on it and, unless ``cost=False``, count its
     parameters and MACs per layer with ``counter`` (see :mod:`rfalint.analysis.cost`) and
     its activation memory (:mod:`rfalint.analysis.memory`)."""
-    analysis = analyze(model, input_shape, name=name, object_size=object_size)
+    analysis = analyze(model, input_shape, name=name, object_size=object_size,
+                       include_gates=include_gates)
     findings = run_rules(analysis, select, ignore, per_layer_ignores)
     counted = measure(model, analysis.graph, counter) if cost else None
     candidates = estimate(model, analysis, counted) if cost else None

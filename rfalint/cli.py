@@ -110,8 +110,9 @@ def check(
     output_format: str = typer.Option("text", "--format", "-f",
                                       help="text, json, sarif or github."),
     fail_on: Optional[str] = typer.Option(
-        None, "--fail-on", help="Exit 1 on findings at or above: error, warning, info, never "
-                                "\\[default: config, else error]."),
+        None, "--fail-on", help="Exit 1 on findings at or above: error, warning, info, never; "
+                                "incomplete: on errors and on any analysis that could not be "
+                                "completed (RFA201) \\[default: config, else error]."),
     select: Optional[List[str]] = typer.Option(None, "--select", help="Rule code prefixes to run."),
     ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="Rule code prefixes to skip."),
     config: Optional[Path] = CONFIG,
@@ -136,6 +137,10 @@ def check(
         help="auto (rfalint's graph counter, no forward pass; fvcore only for ops it cannot "
              "count), rfalint-graph, or fvcore (a traced forward; the cross-check)."),
     object_size: Optional[str] = OBJECT_SIZE,
+    include_gates: bool = typer.Option(
+        False, "--include-gates",
+        help="Count full-size attention gates (CBAM spatial, BAM, attention U-Net) as feature "
+             "paths: the literal max over every path. Default: excluded, as the papers do."),
     debug: bool = DEBUG,
 ) -> None:
     """Report per-layer receptive fields, the border layer, the tail and rule findings.
@@ -164,7 +169,7 @@ def check(
     if object_size is not None:
         parse_object_sizes(object_size)  # bad syntax fails before any model is loaded
     results = check_models(settings, in_channels, cost=not no_cost, counter=cost_counter,
-                           object_size=object_size)
+                           object_size=object_size, include_gates=include_gates)
     inputs = [settings.path, baseline, *(r.source for r in results)]
     if write_baseline is not None:
         refuse_inputs(write_baseline, inputs, "--write-baseline")

@@ -298,10 +298,12 @@ def _selectors(values: Iterable[str], where: str) -> tuple[str, ...]:
 
 def check_models(settings: Settings, in_channels: int | None = None,
                  cost: bool = True, counter: str = "auto",
-                 object_size: str | None = None) -> list[CheckResult]:
+                 object_size: str | None = None,
+                 include_gates: bool = False) -> list[CheckResult]:
     """Load and check every model of ``settings``, in order; the first failure raises.
     ``cost=False`` skips the cost model (params/MACs); ``counter`` picks its counter;
-    ``object_size`` (``--object-size``) replaces the image as the border's reference."""
+    ``object_size`` (``--object-size``) replaces the image as the border's reference;
+    ``include_gates`` counts full-size attention gates as feature paths."""
     if not settings.models:
         where = f" in {settings.path}" if settings.path else \
             " (no rfalint.toml or [tool.rfalint] found from the current directory up)"
@@ -320,7 +322,8 @@ def check_models(settings: Settings, in_channels: int | None = None,
             results.append(api.check(
                 loaded.model, shape, name=spec.target, select=settings.select,
                 ignore=settings.ignore, per_layer_ignores=settings.per_layer_ignores,
-                source=loaded.source, cost=cost, counter=counter, object_size=object_size))
+                source=loaded.source, cost=cost, counter=counter, object_size=object_size,
+                include_gates=include_gates))
         except RfalintError as exc:
             # Name the configured model a message is about, unless it already does.
             if not configured or spec.target in str(exc):

@@ -155,7 +155,8 @@ def fixture_costs():
     for name, shape in FIXTURE_SHAPES.items():
         model = fixture_model(name)
         graph = capture(model, shape)
-        out[name] = (model, graph, measure(model, graph), measure(model, graph, counter=GRAPH))
+        out[name] = (model, graph, measure(model, graph, counter=FVCORE),
+                     measure(model, graph, counter=GRAPH))
     return out
 
 
@@ -196,8 +197,11 @@ def test_module_called_twice_splits_fvcore_total_and_owns_params_once(fixture_co
 
 
 def test_resnet18_reference_values():
-    imagenet = rfalint.check(fixture_model("resnet18"), (3, 32, 32)).cost
-    cifar = rfalint.check(fixture_model("resnet18", stem="cifar"), (3, 32, 32)).cost
+    imagenet = rfalint.check(fixture_model("resnet18"), (3, 32, 32), counter=FVCORE).cost
+    cifar = rfalint.check(fixture_model("resnet18", stem="cifar"), (3, 32, 32), counter=FVCORE).cost
+    default = rfalint.check(fixture_model("resnet18"), (3, 32, 32)).cost
+    assert default.counter == GRAPH and default.fallback_reason is None
+    assert (default.params, default.macs) == (imagenet.params, imagenet.macs)
     assert imagenet.params_total == 11_689_512
     assert imagenet.macs_total / 1e9 == pytest.approx(0.037, abs=0.001)
     assert cifar.macs_total / 1e9 == pytest.approx(0.555, abs=0.001)
@@ -273,7 +277,7 @@ def test_text_and_json_state_the_shares():
                                     "params_share": 584 / 1962, "macs_share": 9216 / 34640}
     assert summary["critical_cost"]["conv_layers"] == 2
     assert (summary["params"], summary["macs"], summary["flops"]) == (1962, 34640, 69280)
-    assert summary["cost_counter"] == "fvcore" and summary["cost_fallback"] is None
+    assert summary["cost_counter"] == "rfalint-graph" and summary["cost_fallback"] is None
     from rich.console import Console
 
     console = Console(width=200, record=True)
@@ -303,26 +307,46 @@ class DictWithCount(nn.Module):
         return {"logits": self.fc(y.mean((2, 3))), "steps": 3}
 
 
-def test_fallback_is_used_and_reported_when_fvcore_fails(caplog, capfd):
+def test_default_counts_without_fvcore_and_a_failing_fvcore_is_clean(caplog, capfd):
     model = DictWithCount()
     hooks_before = [(len(m._forward_pre_hooks), len(m._forward_hooks)) for m in model.modules()]
     with warnings.catch_warnings(record=True) as seen, caplog.at_level(logging.DEBUG):
         warnings.simplefilter("always")
         result = rfalint.check(model, (3, 10, 10), name="dict")
-    cost = result.cost
-    assert cost.counter == GRAPH
-    assert cost.fallback_reason.startswith("fvcore failed (RuntimeError:")
-    assert cost.macs_total == 4 * 8 * 8 * 27 + 2 * 4
-    assert cost.params_total == 4 * 27 + 4 + 4 * 2 + 2 == sum(cost.params)
+        cost = result.cost
+        assert cost.counter == GRAPH and cost.fallback_reason is None
+        assert cost.macs_total == 4 * 8 * 8 * 27 + 2 * 4
+        assert cost.params_total == 4 * 27 + 4 + 4 * 2 + 2 == sum(cost.params)
+        with pytest.raises(ModelError, match="fvcore could not count this model"):
+            measure(model, result.analysis.graph, counter=FVCORE)
     assert not seen and not caplog.records and capfd.readouterr().err == ""
     # fvcore's scope hooks are gone although its trace failed
     assert [(len(m._forward_pre_hooks), len(m._forward_hooks))
             for m in model.modules()] == hooks_before
     summary = json.loads(to_json(result))["summary"]
     assert summary["cost_counter"] == "rfalint-graph"
-    assert summary["cost_fallback"] == cost.fallback_reason
-    with pytest.raises(ModelError, match="fvcore could not count this model"):
-        measure(model, result.analysis.graph, counter=FVCORE)
+    assert summary["cost_fallback"] is None
+
+
+class Einsum1x1(nn.Module):
+    """A 1x1 conv written as einsum: MACs the graph counter cannot derive."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.mix = nn.Parameter(torch.ones(4, 4))
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.einsum("nchw,cd->ndhw", y, self.mix).mean((2, 3))
+
+
+def test_auto_falls_back_to_fvcore_for_ops_the_graph_counter_cannot_count():
+    result = rfalint.check(Einsum1x1(), (3, 10, 10))
+    cost = result.cost
+    assert cost.counter == FVCORE
+    assert cost.fallback_reason == "the graph counter cannot count einsum: fvcore counted"
+    assert cost.macs_total == 4 * 8 * 8 * 27 + 4 * 8 * 8 * 4
 
 
 def test_fvcore_success_is_silent_on_a_data_dependent_forward(caplog, capfd):
@@ -330,7 +354,7 @@ def test_fvcore_success_is_silent_on_a_data_dependent_forward(caplog, capfd):
     graph = capture(model, (3, 16, 16))
     with warnings.catch_warnings(record=True) as seen, caplog.at_level(logging.DEBUG):
         warnings.simplefilter("always")
-        cost = measure(model, graph)
+        cost = measure(model, graph, counter=FVCORE)
     assert cost.counter == FVCORE
     assert not seen and not caplog.records and capfd.readouterr().err == ""
 
@@ -342,8 +366,7 @@ def test_head_that_fails_at_this_resolution_is_not_traced():
     result = rfalint.check(model, (3, 64, 64))
     cost = result.cost
     assert result.analysis.graph.head_error
-    assert cost.counter == GRAPH
-    assert cost.fallback_reason.startswith("fvcore failed (RuntimeError: the head fails")
+    assert cost.counter == GRAPH and cost.fallback_reason is None
     assert cost.params_unattributed == 512 * 10 + 10 and cost.params_total == at32.params_total
     assert cost.macs_total == 4 * (at32.macs_total - 512 * 10)  # 4x the positions per conv
 
@@ -396,7 +419,7 @@ def test_cli_json_has_cost_and_no_cost_flag_skips_it():
     data = json.loads(with_cost.stdout)
     assert data["summary"]["params"] == 14_728_266
     assert data["summary"]["macs"] == sum(layer["macs"] for layer in data["layers"])
-    assert data["summary"]["skipped_ops"] == {"aten::max_pool2d": 5}
+    assert data["summary"]["skipped_ops"] == {} and data["summary"]["cost_counter"] == "rfalint-graph"
     without = runner.invoke(app, ["check", target, "--res", "32", "-f", "json", "--fail-on",
                                   "never", "--no-cost"])
     assert without.exit_code == 0, without.output

@@ -32,6 +32,7 @@ def layer_dict(result: CheckResult, node_id: int) -> dict[str, Any]:
         "r_max": list(rf.r_max) if rf else None,
         "jump": [_fraction(j) for j in rf.jump] if rf else None,
         "status": analysis.border.status[node_id],
+        "rf_status": analysis.rf_status[node_id].value,
         "params": result.cost.params[node_id] if result.cost else None,
         "macs": result.cost.macs[node_id] if result.cost else None,
         "activation_bytes": result.memory.bytes[node_id] if result.memory else None,
@@ -114,6 +115,9 @@ def to_dict(result: CheckResult) -> dict[str, Any]:
             "b_min_index": border.b_min.index if border.b_min else None,
             "b_max": name(border.b_max.node) if border.b_max else None,
             "b_max_index": border.b_max.index if border.b_max else None,
+            # incomplete: paths through an op rfalint does not understand are missing, so
+            # the border is "at least from" b_min
+            "complete": analysis.complete,
         },
         "tail": [name(t) for t in border.tail],
         "critical": [name(layer.node) for layer in border.sequence
@@ -130,6 +134,10 @@ def to_dict(result: CheckResult) -> dict[str, Any]:
             "rf_max_final": list(final.r_max),
             "rf_min_final": list(final.r_min),
             "capture": graph.capture_mode,
+            "complete": analysis.complete,
+            "gates": [{"layer": name(node_id), "kind": str(getattr(kind, "value", kind))}
+                      for node_id, kind in sorted(graph.gate_kinds.items())],
+            "gates_included": analysis.gates_included,
             "reference": reference_dict(analysis),
             **cost_summary(result),
             "activation_memory": memory_summary(result),

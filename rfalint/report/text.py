@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from rfalint.analysis import RFStatus
 from rfalint.analysis.cost import FVCORE, regions
 from rfalint.analysis.memory import fmt_bytes
 from rfalint.api import CheckResult
@@ -69,11 +70,20 @@ def render_text(result: CheckResult, console: Console, all_nodes: bool = False) 
         table.add_row(
             label, node.op, _geometry(analysis, node),
             fmt_axes(size) if size else "x".join(map(str, node.out_shape[1:])),
-            fmt_axes(rf.r_min) if rf else "", fmt_axes(rf.r_max) if rf else "",
-            *cost, Text(status, style=STATUS_STYLE[status]))
+            *_rf_cells(analysis, node.id), *cost, Text(status, style=STATUS_STYLE[status]))
     console.print(table)
     _summary(result, console)
     _findings(result, console)
+
+
+def _rf_cells(analysis, node_id: int) -> tuple[str, str]:
+    """r_min and r_max; ">=" marks a lower bound, "?" an RF an unknown op made unknowable."""
+    rf, status = analysis.rfs[node_id], analysis.rf_status[node_id]
+    if rf is None:
+        unknown = status is RFStatus.UNKNOWN and node_id not in analysis.border.head
+        return ("?", "?") if unknown else ("", "")
+    mark = ">=" if status is RFStatus.LOWER_BOUND else ""
+    return mark + fmt_axes(rf.r_min), mark + fmt_axes(rf.r_max)
 
 
 def _summary(result: CheckResult, console: Console) -> None:
@@ -83,20 +93,30 @@ def _summary(result: CheckResult, console: Console) -> None:
     ref = analysis.reference_label()
     n_seq = len(border.sequence)
     lines = []
+    # Without every path, RFs are lower bounds: the border can only come earlier.
+    incomplete = "" if analysis.complete else " (incomplete: an op is not understood, RFA201)"
+    at_least = "" if analysis.complete else "at least from "
+    if not analysis.complete:
+        lines.append("analysis INCOMPLETE: RFs downstream of an op rfalint does not understand "
+                     "are lower bounds (>=); the border, tail and final RF below depend on them")
     for label, layer, attr in (("b_min", border.b_min, "r_in_min"),
                                ("b_max", border.b_max, "r_in_max")):
         if layer is None:
-            lines.append(f"{label}: none (no layer of the main path is past the border at {ref})")
+            lines.append(f"{label}: none (no layer of the main path is past the border at "
+                         f"{ref}){incomplete}")
         else:
-            lines.append(f"{label}: {graph[layer.node].name} (conv #{layer.index} of {n_seq} on the "
-                         f"main path, input r_{attr[5:]} {fmt_axes(getattr(layer, attr))} > {ref})")
+            lines.append(f"{label}: {at_least}{graph[layer.node].name} (conv #{layer.index} of "
+                         f"{n_seq} on the main path, input r_{attr[5:]} "
+                         f"{fmt_axes(getattr(layer, attr))} > {ref}){incomplete}")
     n_critical = sum(1 for layer in border.sequence if border.status[layer.node] == "critical")
     tail_convs = [t for t in border.tail if graph[t].kind is Kind.CONV]
-    lines.append(f"tail: {len(tail_convs)} conv layers ({len(border.tail)} nodes); "
-                 f"critical: {n_critical} conv layers on the main path")
+    lines.append(f"tail: {'at least ' if at_least else ''}{len(tail_convs)} conv layers "
+                 f"({len(border.tail)} nodes); critical: {n_critical} conv layers on the main "
+                 f"path{incomplete}")
     final = analysis.rf_final
-    lines.append(f"final RF entering the readout: r_min {fmt_axes(final.r_min)}, "
-                 f"r_max {fmt_axes(final.r_max)} vs input {res} px")
+    bound = "" if analysis.complete else ">="
+    lines.append(f"final RF entering the readout: r_min {bound}{fmt_axes(final.r_min)}, "
+                 f"r_max {bound}{fmt_axes(final.r_max)} vs input {res} px{incomplete}")
     if analysis.object_size is not None:
         lines.append(f"reference: object size {analysis.object_size.label()} (border, tail, "
                      f"critical and coverage compare RFs with {ref}, not the image)")

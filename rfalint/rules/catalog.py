@@ -17,13 +17,6 @@ def _px(analysis: Analysis) -> str:
     return analysis.reference_label()
 
 
-def _readout_understood(analysis: Analysis) -> bool:
-    """False when the extractor ends in an op rfalint does not understand (RFA201 says
-    so): coverage and resolution ranges measured there would be guesses."""
-    readout = analysis.border.readout
-    return readout is None or analysis.graph[readout].kind is not Kind.UNKNOWN
-
-
 def _convs(*widths: int, k: int = 3, stride: int = 1) -> nn.Sequential:
     layers: list[nn.Module] = []
     for c_in, c_out in zip(widths, widths[1:]):
@@ -179,7 +172,7 @@ class UnderCoverage(Rule):
     invalid = [Example(lambda: _convs(3, 8, 8), (3, 32, 32))]
 
     def check(self, analysis: Analysis) -> Iterator[Finding]:
-        if not _readout_understood(analysis):
+        if not analysis.complete:  # the final RF is a guess (RFA201 says why)
             return
         final = analysis.rf_final.r_max
         size = analysis.reference
@@ -206,7 +199,7 @@ class ResolutionRange(Rule):
 
     def check(self, analysis: Analysis) -> Iterator[Finding]:
         seq = analysis.border.sequence
-        if not seq or not _readout_understood(analysis):
+        if not seq or not analysis.complete:  # the RFs are guesses (RFA201 says why)
             return
         lo = seq[-1].r_in_min
         hi = analysis.rf_final.r_max
