@@ -290,7 +290,7 @@ def _forward(model: nn.Module, x: torch.Tensor, mode: str) -> Any:
         return model(x)
     with _shape_only_forwards(model):
         if mode == "meta":
-            state = {name: t.to("meta") for name, t in
+            state = {name: t.detach().to("meta") for name, t in
                      (*model.named_parameters(), *model.named_buffers())}
             return functional_call(model, state, (x,))
         with x.fake_mode:
