@@ -62,6 +62,23 @@ def mark_gates(graph: Graph) -> None:
     for node in graph:  # gates by shape (SE broadcast), found at capture
         if node.gates and node.layout is not None and node.id not in graph.gate_kinds:
             graph.gate_kinds[node.id] = GateKind.CHANNEL
+    feeds_features = _feeds_features(graph)
+    for node_id in [i for i in graph.gate_kinds if not feeds_features[i]]:
+        del graph.gate_kinds[node_id]  # a step inside another gate's branch (BAM's sum)
+
+
+def _feeds_features(graph: Graph) -> list[bool]:
+    """Per node: whether its output reaches a model output along feature operands, i.e.
+    not only through the gate operands of some ``mul``."""
+    users = graph.consumers()
+    outputs = set(graph.outputs)
+    feeds = [False] * len(graph)
+    for node in reversed(graph.nodes):
+        feeds[node.id] = node.id in outputs or any(
+            feeds[u] and any(src == node.id and pos not in graph[u].gates
+                             for pos, src in enumerate(graph[u].inputs))
+            for u in users[node.id])
+    return feeds
 
 
 def _gate_value(node: Node, valued: dict[int, tuple[GateKind, int]]) -> tuple[GateKind, int] | None:
