@@ -17,7 +17,9 @@ SMALL = {"resnet": {"width": 8}, "mpnet": {"width": 8}, "densenet": {"growth_rat
          "unet": {"width": 4}, "cbam_net": {"width": 8}, "nonsquare": {"width": 8},
          "audio1d": {"width": 8}, "video3d": {"width": 4}, "zoo_": {"width": 8},
          "unet3d": {"width": 2, "depth": 3},
-         "repvgg": {"width": 4}}
+         "repvgg": {"width": 4}, "se_resnet": {"width": 16}, "cbam_resnet18": {"width": 8},
+         "bam_resnet18": {"width": 8}, "sk_resnet": {"width": 8, "groups": 4},
+         "resnest": {"width": 8}, "attention_unet": {"width": 4}, "stack_fusion": {"width": 4}}
 FIXTURE_NAMES = sorted(p.stem for p in FIXTURES.glob("[a-z]*.py"))
 
 

@@ -20,6 +20,11 @@ monotone and every unit active on a *copy* of the model:
   and, while the forward pass runs, ``torch.nn.functional.max_pool{1,2,3}d`` /
   ``adaptive_max_pool{1,2,3}d`` are patched the same way (a max only routes the
   gradient to the arg-max; an average routes it to the whole window);
+* gates detached (``detach_gates=True``, the default): while the forward pass runs, the
+  outputs of sigmoid and hard-sigmoid (``torch.sigmoid``, ``F.sigmoid``,
+  ``F.hardsigmoid``, ``Tensor.sigmoid``, ``nn.Sigmoid``, ``nn.Hardsigmoid``) and of
+  softmax (``torch.softmax``, ``F.softmax``, ``Tensor.softmax``, ``nn.Softmax``) are
+  ``.detach()``-ed, see "Gates" below;
 * input: a tiny positive tensor (1e-3 + 1e-4 * uniform noise), so every pre-activation
   is positive and small: ReLU / ReLU6 / SiLU / sigmoid all pass a non-zero gradient and
   nothing saturates.
@@ -40,11 +45,23 @@ border; :func:`smallest_unclipped_shape` grows the input until it does not and
 modules from one forward pass, on their outputs or (``io="input"``) their inputs, i.e.
 the ``r_{l-1}`` of the border rule.
 
+Gates
+-----
+rfalint excludes gating branches from the RF by default (docs/method.md §3): the weights
+a sigmoid or a softmax computes from a branch of its own (squeeze-and-excitation, CBAM,
+BAM, attention U-Net, selective-kernel and split-attention weights) rescale a feature map
+but do not carry its positions. The oracle follows the same convention by detaching
+every sigmoid / softmax output: ``x * gate`` then passes the gradient through ``x`` only
+(the gate's value stays positive, so nothing is lost), and whatever computed the gate,
+a global pool included, drops out of the support. ``x * sigmoid(x)`` (swish written out)
+is unaffected: the gradient still flows through the ``x`` factor, which has the same
+field. A sigmoid or softmax that is *not* a gate (e.g. a final sigmoid producing the
+output) must not be measured with detached gates: its gradient would be zero. With
+``detach_gates=False`` the oracle measures the literal support over every path: after a
+gate that contains a global pool it is the whole input.
+
 Limitations and things to know:
 
-* gates (squeeze-and-excitation, CBAM) contain a global pool, so the true gradient
-  support of anything after a gate is the whole input: the oracle reports that; it does
-  not exclude gating branches the way rfalint's convention does;
 * ``r_min`` is not a gradient-support quantity (except per channel right after a
   concatenation, see ``channel``);
 * the extent is that of the *union* of all path fields; it equals ``r_max`` when the
@@ -219,6 +236,36 @@ def prepare_model(model: nn.Module, seed: int = 0) -> nn.Module:
     return m
 
 
+def _detached(fn):
+    def detached(*args, **kwargs):
+        return fn(*args, **kwargs).detach()
+    return detached
+
+
+@contextlib.contextmanager
+def _gates_detached(enabled: bool = True):
+    """Temporarily make every sigmoid / hard-sigmoid / softmax return a detached tensor.
+
+    ``nn.Sigmoid`` calls ``torch.sigmoid``, ``nn.Hardsigmoid`` ``F.hardsigmoid``,
+    ``nn.Softmax`` ``F.softmax``, ``F.sigmoid`` ``Tensor.sigmoid``: patching the functions
+    and Tensor methods below covers the module forms too.
+    """
+    if not enabled:
+        yield
+        return
+    targets = [(torch, "sigmoid"), (torch, "softmax"), (torch.Tensor, "sigmoid"),
+               (torch.Tensor, "softmax"), (F, "sigmoid"), (F, "hardsigmoid"), (F, "softmax"),
+               (torch.special, "expit"), (torch.special, "softmax")]
+    saved = [(owner, name, getattr(owner, name)) for owner, name in targets]
+    for owner, name, fn in saved:
+        setattr(owner, name, _detached(fn))
+    try:
+        yield
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+
+
 @contextlib.contextmanager
 def _functional_maxpool_as_avg():
     """Temporarily route ``F.max_poolNd`` / ``F.adaptive_max_poolNd`` to average pools."""
@@ -316,7 +363,8 @@ def _make_input(input_shape, seed):
 
 def gradient_support_many(model: nn.Module, input_shape: Sequence[int],
                           module_names: Sequence[str], *, channel: Optional[int] = None,
-                          io: str = "output", prepared: bool = False, seed: int = 0) -> dict:
+                          io: str = "output", prepared: bool = False, seed: int = 0,
+                          detach_gates: bool = True) -> dict:
     """Supports of the centre unit of several sub-modules from ONE forward pass.
 
     ``io="output"`` takes each module's output, ``io="input"`` its (first) input, i.e.
@@ -351,7 +399,7 @@ def gradient_support_many(model: nn.Module, input_shape: Sequence[int],
             handles.append(mods[n].register_forward_pre_hook(make_hook(n)))
     x = _make_input(tuple(input_shape), seed)
     try:
-        with _functional_maxpool_as_avg():
+        with _functional_maxpool_as_avg(), _gates_detached(detach_gates):
             m(x)
     except _Stop:
         pass
@@ -370,18 +418,20 @@ def gradient_support_many(model: nn.Module, input_shape: Sequence[int],
 
 def gradient_support(model: nn.Module, input_shape: Sequence[int], module_name: Optional[str] = None,
                      output_key=None, *, channel: Optional[int] = None, io: str = "output",
-                     prepared: bool = False, seed: int = 0) -> Support:
+                     prepared: bool = False, seed: int = 0, detach_gates: bool = True) -> Support:
     """Gradient support of the centre unit (see module docstring).
 
     ``input_shape`` is ``(C, *spatial)`` without the batch axis; ``io`` as in
-    :func:`gradient_support_many` (only with ``module_name``).
+    :func:`gradient_support_many` (only with ``module_name``); ``detach_gates`` as in the
+    module docstring ("Gates").
     """
     if module_name is not None:
         return gradient_support_many(model, input_shape, [module_name], channel=channel, io=io,
-                                     prepared=prepared, seed=seed)[module_name]
+                                     prepared=prepared, seed=seed,
+                                     detach_gates=detach_gates)[module_name]
     m = model if prepared else prepare_model(model, seed)
     x = _make_input(tuple(input_shape), seed)
-    with _functional_maxpool_as_avg():
+    with _functional_maxpool_as_avg(), _gates_detached(detach_gates):
         out = m(x)
     (grad,) = torch.autograd.grad(_centre_value(_select(out, output_key), channel), x)
     return _support_from_grad(grad)
@@ -389,21 +439,23 @@ def gradient_support(model: nn.Module, input_shape: Sequence[int], module_name: 
 
 def gradient_rf(model: nn.Module, input_shape: Sequence[int], module_name: Optional[str] = None,
                 output_key=None, *, channel: Optional[int] = None, io: str = "output",
-                allow_clipped: bool = False, prepared: bool = False, seed: int = 0) -> Tuple[int, ...]:
+                allow_clipped: bool = False, prepared: bool = False, seed: int = 0,
+                detach_gates: bool = True) -> Tuple[int, ...]:
     """Extent per spatial axis of the gradient support of the centre output unit.
 
     Raises :class:`ClippedError` if the support touches the input border (the true RF
     may be larger), unless ``allow_clipped``.
     """
     sup = gradient_support(model, input_shape, module_name, output_key, channel=channel, io=io,
-                           prepared=prepared, seed=seed)
+                           prepared=prepared, seed=seed, detach_gates=detach_gates)
     if sup.clipped and not allow_clipped:
         raise ClippedError(f"support {sup} touches the border of input {tuple(input_shape)}; "
                            "use a larger input (see smallest_unclipped_shape)")
     return sup.extent
 
 
-def _axis_search(model, input_shape, module_name, output_key, channel, max_size, multiple, seed):
+def _axis_search(model, input_shape, module_name, output_key, channel, max_size, multiple, seed,
+                 detach_gates=True):
     """Per-axis search behind :func:`smallest_unclipped_shape`.
 
     Returns ``(base, sizes, extents)``: ``base`` = spatial sizes at which the model runs,
@@ -419,7 +471,7 @@ def _axis_search(model, input_shape, module_name, output_key, channel, max_size,
     def probe(sp):
         try:
             return gradient_support(m, (c, *sp), module_name, output_key, channel=channel,
-                                    prepared=True, seed=seed)
+                                    prepared=True, seed=seed, detach_gates=detach_gates)
         except (RuntimeError, ValueError):
             return None  # cannot run at this size (a feature map collapsed, ...)
 
@@ -458,7 +510,8 @@ def _axis_search(model, input_shape, module_name, output_key, channel, max_size,
 def smallest_unclipped_shape(model: nn.Module, input_shape: Sequence[int],
                              module_name: Optional[str] = None, output_key=None, *,
                              channel: Optional[int] = None, max_size: int = 4096,
-                             multiple: int = 1, seed: int = 0) -> Tuple[int, ...]:
+                             multiple: int = 1, seed: int = 0,
+                             detach_gates: bool = True) -> Tuple[int, ...]:
     """Smallest input (per axis) whose gradient support does not touch the border.
 
     Starts from ``input_shape`` = ``(C, *spatial)`` (grown x1.5 on every axis until the
@@ -473,13 +526,14 @@ def smallest_unclipped_shape(model: nn.Module, input_shape: Sequence[int],
     rounds sizes up (e.g. 8 for a U-Net).  Returns ``(C, *spatial)``.
     """
     _, sizes, _ = _axis_search(model, input_shape, module_name, output_key, channel,
-                               max_size, multiple, seed)
+                               max_size, multiple, seed, detach_gates)
     return (int(input_shape[0]), *sizes)
 
 
 def gradient_rf_auto(model: nn.Module, input_shape: Sequence[int], module_name: Optional[str] = None,
                      output_key=None, *, channel: Optional[int] = None, max_size: int = 4096,
-                     multiple: int = 1, strips: bool = True, seed: int = 0) -> Tuple[int, ...]:
+                     multiple: int = 1, strips: bool = True, seed: int = 0,
+                     detach_gates: bool = True) -> Tuple[int, ...]:
     """RF extents without choosing an input size.
 
     With ``strips=True`` (default) each axis is measured on its own "strip" input found
@@ -492,11 +546,11 @@ def gradient_rf_auto(model: nn.Module, input_shape: Sequence[int], module_name: 
     (9,)
     """
     _, sizes, extents = _axis_search(model, input_shape, module_name, output_key, channel,
-                                     max_size, multiple, seed)
+                                     max_size, multiple, seed, detach_gates)
     if strips:
         return tuple(extents)
     return gradient_rf(model, (int(input_shape[0]), *sizes), module_name, output_key,
-                       channel=channel, seed=seed)
+                       channel=channel, seed=seed, detach_gates=detach_gates)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,8 +2,9 @@
 
 For each fixture, the conv layers of the main path whose r_max fits a modest input are
 probed: the oracle's support extent of their centre output unit must equal rfalint's
-r_max exactly. Gates (SE, CBAM) put a global pool on every later path, which the oracle
-sees and rfalint by convention excludes, so only layers before the first gate count.
+r_max exactly. Gated fixtures (SE, CBAM, BAM, SK, split attention, attention U-Net) are
+probed on all their main-path layers too: the oracle detaches every sigmoid and softmax
+output, which excludes gates the way rfalint does by default (docs/method.md §3).
 """
 
 from __future__ import annotations
@@ -27,12 +28,11 @@ def probe_layers(analysis, max_r: int) -> list[tuple[str, int]]:
     padding conv subclass calling ``F.conv2d``) is measured at its module when it is the
     last op recorded in that module's scope, i.e. its output is the module's output."""
     graph = analysis.graph
-    first_gate = min((n.id for n in graph if n.gates), default=len(graph))
     last_in_scope = {n.scope: n.id for n in graph}
     layers = []
     for layer in analysis.border.sequence:
         node = graph[layer.node]
-        if node.id >= first_gate or "@" in node.name or max(analysis.rfs[node.id].r_max) > max_r:
+        if "@" in node.name or max(analysis.rfs[node.id].r_max) > max_r:
             continue
         if node.module is not None:
             layers.append((node.name, node.id))
