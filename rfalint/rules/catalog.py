@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from rfalint.analysis import Analysis, covers
+from rfalint.capture.gates import GateKind
 from rfalint.graph import Kind, fmt_axes
 from rfalint.rules.base import Example, Finding, Rule, Severity
 
@@ -242,24 +243,47 @@ class IncompleteAnalysis(Rule):
                                               f"({node.note})")
 
 
+class _SpatialGate(nn.Module):
+    """CBAM's spatial gate: a full-size sigmoid map from a 7x7 conv of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.gate = nn.Conv2d(8, 1, 7, padding=3)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return x * torch.sigmoid(self.gate(x))
+
+
 class GateExcluded(Rule):
     code = "RFA202"
     name = "gate-excluded"
     severity = Severity.INFO
     summary = "An attention/gating branch is excluded from the spatial RF"
     explanation = (
-        "Squeeze-and-excitation and similar gates multiply a feature map by weights computed "
-        "from a global pool. The papers find they do not move the tail, so rfalint does not "
-        "let the global pool make every later RF infinite; the gate is listed here.")
+        "A gate multiplies a feature map by weights that a branch of its own computes with a "
+        "sigmoid or a softmax: channel gates (squeeze-and-excitation, CBAM's channel "
+        "attention), spatial gates (CBAM's 7x7 map, BAM, attention U-Net skips) and "
+        "branch-selection gates (the softmax of selective-kernel and split-attention "
+        "blocks, whose weighted branches stay feature paths). By default rfalint excludes "
+        "the gating branch from the RF and keeps its layers off the main path, as the "
+        "papers do: gates rescale features but do not move the tail, and a gate built on a "
+        "global pool would otherwise make every later RF the whole image. Each gate is "
+        "listed once with its kind. rfalint.analyze(..., include_gates=True) (or "
+        "analyze_graph(graph, include_gates=True)) counts full-size gates as feature paths "
+        "and gives the literal max over every path instead.")
     remedy = ""
     valid = [Example(lambda: _convs(3, 8), (3, 8, 8))]
-    invalid = [Example(_SqueezeExcite, (3, 8, 8))]
+    invalid = [Example(_SqueezeExcite, (3, 8, 8)), Example(_SpatialGate, (3, 8, 8))]
 
     def check(self, analysis: Analysis) -> Iterator[Finding]:
-        for node in analysis.graph:
-            if node.gates and node.layout is not None:
-                gate_names = ", ".join(analysis.graph[node.inputs[g]].name for g in node.gates)
-                yield self.finding(node.name, f"gate input {gate_names} excluded from the RF")
+        graph = analysis.graph
+        for node_id, kind in sorted(graph.gate_kinds.items()):
+            node = graph[node_id]
+            gate_names = ", ".join(graph[node.inputs[g]].name for g in node.gates)
+            yield self.finding(node.name, f"{GateKind(kind).value} gate {gate_names} excluded "
+                                          "from the RF")
 
 
 class DataDependentCapture(Rule):
