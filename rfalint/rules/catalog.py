@@ -270,9 +270,10 @@ class GateExcluded(Rule):
         "the gating branch from the RF and keeps its layers off the main path, as the "
         "papers do: gates rescale features but do not move the tail, and a gate built on a "
         "global pool would otherwise make every later RF the whole image. Each gate is "
-        "listed once with its kind. rfalint.analyze(..., include_gates=True) (or "
-        "analyze_graph(graph, include_gates=True)) counts full-size gates as feature paths "
-        "and gives the literal max over every path instead.")
+        "listed once with its kind. `rfalint check --include-gates` (library: "
+        "rfalint.analyze(..., include_gates=True), analyze_graph(graph, include_gates=True)) "
+        "counts full-size gates as feature paths and gives the literal max over every path "
+        "instead.")
     remedy = ""
     valid = [Example(lambda: _convs(3, 8), (3, 8, 8))]
     invalid = [Example(_SqueezeExcite, (3, 8, 8)), Example(_SpatialGate, (3, 8, 8))]
