@@ -34,7 +34,8 @@ def fixture_input_shape(name: str) -> tuple[int, ...]:
 
 
 def small_kwargs(name: str) -> dict:
-    return next((kw for prefix, kw in SMALL.items() if name.startswith(prefix)), {})
+    matches = [prefix for prefix in SMALL if name.startswith(prefix)]
+    return SMALL[max(matches, key=len)] if matches else {}  # the most specific prefix
 
 
 def fixture_model(name: str, **kwargs):
