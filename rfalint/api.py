@@ -21,7 +21,7 @@ from rfalint.analysis import Analysis, ObjectSize, analyze_graph, parse_object_s
 from rfalint.analysis.cost import Cost, measure
 from rfalint.analysis.memory import Memory, activation_memory, model_dtype
 from rfalint.capture import capture
-from rfalint.fix import Candidate, estimate
+from rfalint.analysis.plan import Candidate, estimate
 from rfalint.rules import Finding, Severity, run_rules
 
 # "incomplete": fail on errors and on any analysis that could not be completed (RFA201)
@@ -39,7 +39,8 @@ class CheckResult:
     # The checked module itself: reports map layer names back to source lines with it.
     model: nn.Module | None = field(default=None, repr=False, compare=False)
     cost: Cost | None = None  # params and MACs per node; None when check ran with cost=False
-    # Estimated fixes (rfalint.fix.estimate); empty without a tail, None without the cost model.
+    # Estimated fixes (rfalint.analysis.plan.estimate): empty without a tail, None
+    # without the cost model.
     candidates: list[Candidate] | None = None
     # Activation bytes per node and the live peak at batch 1; None with cost=False.
     memory: Memory | None = None
@@ -86,6 +87,6 @@ def check(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
                        include_gates=include_gates)
     findings = run_rules(analysis, select, ignore, per_layer_ignores)
     counted = measure(model, analysis.graph, counter) if cost else None
-    candidates = estimate(model, analysis, counted) if cost else None
+    candidates = estimate(analysis, counted) if cost else None
     memory = activation_memory(analysis.graph, model_dtype(model)) if cost else None
     return CheckResult(name, analysis, findings, source, model, counted, candidates, memory)

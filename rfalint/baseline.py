@@ -74,14 +74,14 @@ def load_baseline(path: Path) -> Counter[Fingerprint]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"{path}: no such baseline file (create it with --write-baseline)") \
-            from None
+        raise UsageError(f"{path}: no such baseline file (create it with {{write_baseline}})",
+                         options=True) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{path}: not a readable rfalint baseline: {exc}") from exc
     if not isinstance(data, dict) or data.get("rfalint_baseline") != FORMAT_VERSION \
             or not isinstance(data.get("findings"), list):
         raise UsageError(f"{path}: not an rfalint baseline (version {FORMAT_VERSION}); "
-                         "rewrite it with --write-baseline")
+                         "rewrite it with {write_baseline}", options=True)
     counts: Counter[Fingerprint] = Counter()
     for entry in data["findings"]:
         try:

@@ -14,17 +14,18 @@ from typing import List, Optional, TextIO
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import rfalint
 from rfalint import fix, saturation, spec
 from rfalint.baseline import apply_baseline, load_baseline
 from rfalint.baseline import write_baseline as save_baseline
 from rfalint.analysis import parse_object_sizes
-from rfalint.analysis.cost import COUNTERS
 from rfalint.config import check_models, load_settings
 from rfalint.errors import RfalintError, UsageError
-from rfalint.fileio import refuse_inputs, write_atomic
-from rfalint.load import input_shape, load_model, parse_args, parse_resolution
+from rfalint.fileio import check_writable, refuse_inputs, write_atomic
+from rfalint.load import (NO_INPUT_SIZE, RES_REQUIRED, declared_resolution, input_shape,
+                          load_model, parse_args, parse_resolution)
 from rfalint.report import (render_text, statistics_json, statistics_text, to_github, to_json,
                             to_json_all, to_sarif)
 from rfalint.rules import RULES, get_rule
@@ -42,7 +43,15 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_debug = {"on": False}
+# Library parameters whose flag is not ``--`` + the name with dashes.
+FLAGS = {"args": "--arg", "counter": "--cost-counter"}
+
+
+def flag(option: str) -> str:
+    """The command-line spelling of a library option named in an error."""
+    return FLAGS.get(option, "--" + option.replace("_", "-"))
+
+
 # rfalint's own output stream while a command runs; sys.stdout is stderr then, so that the
 # prints of user code (at import, in __init__ or forward) never corrupt JSON or SARIF.
 _stdout: list[TextIO] = []
@@ -65,7 +74,15 @@ def _out() -> TextIO:
     return _stdout[-1] if _stdout else sys.stdout
 
 
-DEBUG = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")
+def _remember_debug(ctx: typer.Context, value: bool) -> bool:
+    """Store ``--debug`` in the run's context object, which :func:`main` reads on errors."""
+    if isinstance(ctx.obj, dict):
+        ctx.obj["debug"] = value
+    return value
+
+
+DEBUG = typer.Option(False, "--debug", callback=_remember_debug, is_eager=True,
+                     help="Show tracebacks instead of one-line errors.")
 RES = typer.Option(None, "--res", "-r", help="Input resolution: N, HxW or DxHxW.")
 IN_CHANNELS = typer.Option(None, "--in-channels",
                            help="Input channels \\[default: the first conv's, else 3].")
@@ -85,7 +102,7 @@ def load_for_check(target: str, res: Optional[str], in_channels: Optional[int],
                    args: Optional[List[str]]):
     """Load a target and work out its input shape; shared by every command taking MODEL."""
     if not res:
-        raise UsageError("--res is required (for example --res 32 or --res 224x160)")
+        raise UsageError(RES_REQUIRED, options=True)
     resolution = parse_resolution(res)
     loaded = load_model(target, parse_args(args))
     return loaded, input_shape(loaded.model, resolution, in_channels)
@@ -147,11 +164,8 @@ def check(
 
     Without MODEL, lint every model configured in \\[\\[tool.rfalint.models]].
     """
-    _debug["on"] = debug
     if output_format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
-    if cost_counter not in COUNTERS:
-        raise UsageError(f"--cost-counter must be one of {', '.join(COUNTERS)}, got {cost_counter!r}")
     settings = load_settings(config).override(model=model, res=res, args=arg, select=select,
                                               ignore=ignore, fail_on=fail_on)
     if show_settings:
@@ -172,7 +186,7 @@ def check(
                            object_size=object_size, include_gates=include_gates)
     inputs = [settings.path, baseline, *(r.source for r in results)]
     if write_baseline is not None:
-        refuse_inputs(write_baseline, inputs, "--write-baseline")
+        refuse_inputs(write_baseline, inputs, "write_baseline")
         count = save_baseline(write_baseline, results)
         print(f"rfalint: wrote {count} finding fingerprints to {write_baseline}", file=sys.stderr)
         raise typer.Exit(0)
@@ -180,7 +194,7 @@ def check(
     if accepted is not None:
         results, suppressed = apply_baseline(results, accepted)
     if plot is not None:
-        refuse_inputs(plot, inputs, "--plot")
+        refuse_inputs(plot, inputs, "plot")
         save_rf_plot(results[0].analysis, results[0].target, plot)
     if statistics:
         _out().write((statistics_json if output_format == "json" else statistics_text)(results))
@@ -219,7 +233,6 @@ def sweep_command(
     debug: bool = DEBUG,
 ) -> None:
     """Check MODEL at many resolutions: b_min, tail share, coverage, and the productive range."""
-    _debug["on"] = debug
     if output_format not in ("text", "json"):
         raise UsageError(f"--format must be text or json, got {output_format!r}")
     if res is None:
@@ -232,7 +245,7 @@ def sweep_command(
     shape = input_shape(loaded.model, (sizes[0],), in_channels)
     result = run_sweep(loaded.model, shape[0], len(shape) - 1, sizes, model, objects)
     if plot is not None:
-        refuse_inputs(plot, [loaded.source], "--plot")
+        refuse_inputs(plot, [loaded.source], "plot")
         save_sweep_plot(result, plot)
     if output_format == "json":
         _out().write(sweep_json(result))
@@ -259,7 +272,6 @@ def graph_command(
 
     Red: unproductive tail, orange: critical, grey: head. No Graphviz binary is needed.
     """
-    _debug["on"] = debug
     if output_format not in DIAGRAMS:
         raise UsageError(f"--format must be one of {', '.join(DIAGRAMS)}, got {output_format!r}")
     settings = load_settings(config).override(model=model, res=res, args=arg)
@@ -268,7 +280,7 @@ def graph_command(
     if output is None:
         _out().write(text)
     else:
-        refuse_inputs(output, [settings.path, result.source], "--output")
+        refuse_inputs(output, [settings.path, result.source], "output")
         write_atomic(output, text)
 
 
@@ -307,15 +319,12 @@ def saturation_command(
     debug: bool = DEBUG,
 ) -> None:
     """Measure layer saturation on data: saturation tail vs RF tail, and width advice."""
-    _debug["on"] = debug
     if output_format not in ("text", "json"):
         raise UsageError(f"--format must be text or json, got {output_format!r}")
     try:
         delta_value = float(delta)
     except ValueError:
         raise UsageError(f"--delta must be a number in (0, 1], got {delta!r}") from None
-    if not 0 < delta_value <= 1:
-        raise UsageError(f"--delta must be in (0, 1], got {delta}")
     loaded, shape = load_for_check(model, res, in_channels, arg)
     source = saturation.open_source(data, shape, max_samples, _floats("--mean", mean),
                                     _floats("--std", std))
@@ -341,22 +350,34 @@ def export_command(
     output: str = typer.Option("-", "--output", "-o", metavar="FILE",
                                help="Spec file to write; '-' is standard output."),
     force: bool = typer.Option(False, "--force", help="Overwrite FILE if it exists."),
+    config: Optional[Path] = CONFIG,
     debug: bool = DEBUG,
 ) -> None:
-    """Write MODEL's captured graph as a YAML spec, verified to rebuild the same model."""
-    _debug["on"] = debug
+    """Write MODEL's captured graph as a YAML spec, verified to rebuild the same model.
+
+    Without --res the input size comes from the config's res, a spec's input, or the
+    model's in_size / input_size / default_cfg['input_size'].
+    """
     path = None if output == "-" else Path(output)
-    if path is not None and path.exists() and not force:
-        raise UsageError(f"--output {output} exists; pass --force to overwrite it")
-    loaded, shape = load_for_check(model, res, in_channels, arg)
+    settings = load_settings(config).override(model=model, res=res, args=arg)
+    res = settings.models[0].res
+    loaded = load_model(model, parse_args(arg))
+    resolution = parse_resolution(res) if res else declared_resolution(loaded)
+    if resolution is None:
+        raise UsageError(NO_INPUT_SIZE, options=True)
+    shape = input_shape(loaded.model, resolution, in_channels)
     if path is not None:
-        refuse_inputs(path, [loaded.source], "--output")
-    origin = " ".join([model, *(f"--arg {a}" for a in arg or ())])
-    text = spec.export_yaml(loaded.model, shape, spec.name_for(model), origin)
+        check_writable(path, "output", [loaded.source], force)
+    text = spec.export_yaml(loaded.model, shape, spec.name_for(model), _origin(model, arg))
     if path is None:
         _out().write(text)
     else:
         write_atomic(path, text)
+
+
+def _origin(model: str, args: Optional[List[str]]) -> str:
+    """MODEL and its --arg options, as a written file's header names its source."""
+    return " ".join([model, *(f"--arg {a}" for a in args or ())])
 
 
 @app.command("fix")
@@ -386,40 +407,26 @@ def fix_command(
     debug: bool = DEBUG,
 ) -> None:
     """Rewrite MODEL without its unproductive tail (or rescale its width), verified."""
-    _debug["on"] = debug
-    if emit not in fix.EMITTERS:
-        raise UsageError(f"--emit must be one of {', '.join(fix.EMITTERS)}, got {emit!r}")
-    if (weights is None) != (save_weights is None):
-        raise UsageError("--weights and --save-weights go together")
     sizes = parse_object_sizes(object_size) if object_size is not None else None
     loaded, shape = load_for_check(model, res, in_channels, arg)
-    inputs = [loaded.source, weights]
-    path = None if output in (None, "-") else Path(output)
-    for option, target in (("--output", path), ("--save-weights", save_weights)):
-        if target is not None:
-            fix.check_output(target, option, inputs, force)
-    state = fix.load_weights(weights, loaded.model) if weights is not None else None
-    result = fix.fix(loaded.model, shape, strategy, spec.name_for(model), prefer, factor, sizes)
+    outputs = fix.Outputs(None if output in (None, "-") else Path(output), save_weights, emit,
+                          _origin(model, arg), force, (loaded.source,))
+    result = fix.fix(loaded.model, shape, strategy, spec.name_for(model), prefer, factor,
+                     sizes, weights, outputs)
     console = _console() if output != "-" else Console(stderr=True, highlight=False)
     if result.rewrite is None:
         against = f" against object size {object_size} px" if sizes else ""
         console.print(f"nothing to fix: {model} has no unproductive layer at {res} px{against}")
         raise typer.Exit(0)
     fix.render_fix(result, console)
-    origin = " ".join([model, *(f"--arg {a}" for a in arg or ())])
-    text = fix.EMITTERS[emit](result, origin)
-    files = [] if path is None else [(path, text)]
-    if state is not None:
-        moved = fix.transfer(state, result.model, result.rewrite.fresh)
-        console.print(f"weights: {moved.copied} tensors copied from {weights}, {moved.fresh} "
-                      "freshly initialised (new or resized layers)")
-        files.append((save_weights, fix.save_weights(moved)))
+    if result.moved is not None:
+        console.print(f"weights: {result.moved.copied} tensors copied from {weights}, "
+                      f"{result.moved.fresh} freshly initialised (new or resized layers)")
     if output == "-":
-        _out().write(text)
+        _out().write(result.text(emit, outputs.origin))
     elif output is None:
         console.print("verified; nothing written (pass -o FILE to write the result)")
-    fix.write_all(files)
-    for target, _ in files:
+    for target in result.written:
         console.print(f"wrote {target}")
 
 
@@ -437,8 +444,7 @@ def list_rules() -> None:
 @app.command("rule")
 def explain_rule(code: str = typer.Argument(..., help="Rule code (RFA101) or name."),
                  debug: bool = DEBUG) -> None:
-    """Explain one rule: what it detects, why it matters, and what to do."""
-    _debug["on"] = debug
+    """Explain one rule: what it detects, why, what to do, and its VALID/INVALID examples."""
     rule = get_rule(code)
     console = _console()
     console.print(f"[bold]{rule.code} {rule.name}[/bold] ({rule.severity.value})\n")
@@ -446,6 +452,18 @@ def explain_rule(code: str = typer.Argument(..., help="Rule code (RFA101) or nam
     console.print(rule.explanation)
     if rule.remedy:
         console.print(f"\n[bold]Remedy:[/bold] {rule.remedy}")
+    for kind, examples in (("VALID", rule.valid), ("INVALID", rule.invalid)):
+        for example in examples:
+            model = example.build()
+            shape = "x".join(map(str, example.input_shape))
+            console.print(f"\n[bold]{kind}[/bold] example, checked at input {shape}:")
+            console.print(Text(repr(model)))
+            found = rule.findings_of(model, example.input_shape)
+            for finding in found:
+                console.print(Text(f"  -> {finding.code} {finding.layer or '(model)'}: "
+                                   f"{finding.message}"))
+            if not found:
+                console.print(f"  -> no {rule.code} finding")
 
 
 @app.command()
@@ -457,22 +475,23 @@ def version() -> None:
 def main() -> None:
     if len(sys.argv) == 1:
         sys.argv.append("--help")
+    run = {"debug": False}  # typer's context object: --debug sets it (_remember_debug)
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, obj=run)
     except typer.Abort:
         print("rfalint: aborted", file=sys.stderr)
         sys.exit(130)
     except RfalintError as exc:
-        if _debug["on"]:
+        if run["debug"]:
             raise
-        print(f"rfalint: error: {exc}", file=sys.stderr)
+        print(f"rfalint: error: {exc.render(flag)}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             # click's usage errors (unknown option, missing argument): one line, as every error
             print(f"rfalint: error: {exc.format_message()}", file=sys.stderr)
             sys.exit(2)
-        if _debug["on"]:
+        if run["debug"]:
             raise
         print(f"rfalint: internal error: {type(exc).__name__}: {exc} "
               "(run with --debug for the traceback)", file=sys.stderr)  # a bug in rfalint

@@ -38,7 +38,8 @@ from typing import Any, Iterable
 from rfalint import api
 from rfalint.api import FAIL_LEVELS, CheckResult
 from rfalint.errors import RfalintError, UsageError
-from rfalint.load import SPEC_SUFFIXES, input_shape, load_model, parse_args, parse_resolution
+from rfalint.load import (RES_REQUIRED, Target, input_shape, load_model, parse_args,
+                          parse_resolution)
 from rfalint.rules import RULES
 
 if sys.version_info >= (3, 11):
@@ -65,12 +66,10 @@ class ModelSpec:
 
     def load_target(self) -> str:
         """The target with a relative file path made relative to ``base``."""
-        path, sep, name = self.target.rpartition(":") if ":" in self.target \
-            else (self.target, "", "")
-        is_file = path.endswith((".py", *SPEC_SUFFIXES)) or "/" in path
-        if self.base is None or not is_file or Path(path).is_absolute():
+        target = Target.parse(self.target)
+        if self.base is None or not target.is_file or Path(target.path).is_absolute():
             return self.target
-        return str(self.base / path) + sep + name
+        return str(dataclasses.replace(target, path=str(self.base / target.path)))
 
 
 @dataclass(frozen=True)
@@ -90,23 +89,24 @@ class Settings:
                  ignore: Iterable[str] | None = None, fail_on: str | None = None) -> Settings:
         """Apply command-line flags: each given flag replaces the config's value.
 
-        A MODEL on the command line replaces the configured models; ``--res`` applies to
+        A MODEL on the command line replaces the configured models; ``res`` applies to
         every model.
         """
         changes: dict[str, Any] = {}
         if select:
-            changes["select"] = _selectors(select, "--select")
+            changes["select"] = _selectors(select, "{select}")
         if ignore:
-            changes["ignore"] = _selectors(ignore, "--ignore")
+            changes["ignore"] = _selectors(ignore, "{ignore}")
         if fail_on is not None:
-            changes["fail_on"] = _fail_level(fail_on, "--fail-on")
+            changes["fail_on"] = _fail_level(fail_on, "{fail_on}")
         if res is not None:
-            changes["res"] = _resolution(res, "--res")
+            changes["res"] = _resolution(res, "{res}")
         models = self.models
         if model is not None:
             models = (ModelSpec(model, args=parse_args(args)),)
         elif args:
-            raise UsageError("--arg needs a MODEL; set args per model in [[tool.rfalint.models]]")
+            raise UsageError("{args} needs a MODEL; set args per model in [[tool.rfalint.models]]",
+                             options=True)
         changes["models"] = tuple(
             dataclasses.replace(m, res=changes.get("res") or m.res or self.res) for m in models)
         return dataclasses.replace(self, **changes)
@@ -262,7 +262,8 @@ def _model(entry: dict[str, Any], number: int, path: Path, where: str,
 
 
 def _resolution(value: Any, where: str) -> str:
-    problem = UsageError(f"{where} must be N, HxW or DxHxW with positive integers, got {value!r}")
+    problem = UsageError(f"{where} must be N, HxW or DxHxW with positive integers, got {value!r}",
+                         options=True)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise problem
     try:
@@ -274,7 +275,8 @@ def _resolution(value: Any, where: str) -> str:
 
 def _fail_level(value: Any, where: str) -> str:
     if value not in FAIL_LEVELS:
-        raise UsageError(f"{where} must be one of {', '.join(FAIL_LEVELS)}, got {value!r}")
+        raise UsageError(f"{where} must be one of {', '.join(FAIL_LEVELS)}, got {value!r}",
+                         options=True)
     return value
 
 
@@ -288,7 +290,7 @@ def _selectors(values: Iterable[str], where: str) -> tuple[str, ...]:
                 continue
             if not any(rule.code.startswith(prefix) for rule in RULES):
                 raise UsageError(f"{where}: {prefix!r} matches no rule code "
-                                 f"(codes: {', '.join(r.code for r in RULES)})")
+                                 f"(codes: {', '.join(r.code for r in RULES)})", options=True)
             out.append(prefix)
     return tuple(out)
 
@@ -313,9 +315,9 @@ def check_models(settings: Settings, in_channels: int | None = None,
         configured = spec.base is not None
         if not spec.res:
             if not configured:
-                raise UsageError("--res is required (for example --res 32 or --res 224x160)")
-            raise UsageError(f"{spec.target}: no resolution: pass --res, or set res in the config "
-                             "or for this model")
+                raise UsageError(RES_REQUIRED, options=True)
+            raise UsageError(f"{spec.target}: no resolution: pass {{res}}, or set res in the "
+                             "config or for this model", options=True)
         try:
             loaded = load_model(spec.load_target(), spec.args)
             shape = input_shape(loaded.model, parse_resolution(spec.res), in_channels)

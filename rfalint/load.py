@@ -27,11 +27,58 @@ from rfalint.errors import LoadError, UsageError
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
+@dataclass(frozen=True)
+class Target:
+    """A MODEL target split once: ``path`` (file.py, spec.yaml or pkg.module) and the
+    entry ``name`` after the last ':' ('' when none)."""
+
+    path: str
+    name: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        # "C:\\x.py:name" is not a concern on the platforms torch CPU runs here.
+        path, sep, name = text.rpartition(":")
+        return cls(path, name) if sep else cls(text)
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.name}" if self.name else self.path
+
+    @property
+    def is_spec(self) -> bool:
+        return self.path.endswith(SPEC_SUFFIXES)
+
+    @property
+    def is_file(self) -> bool:
+        """A file path (``.py``, a spec, or anything with a separator), not a dotted module."""
+        return self.path.endswith((".py", *SPEC_SUFFIXES)) or os.sep in self.path \
+            or "/" in self.path
+
+    @property
+    def stem(self) -> str:
+        """A short name for what it builds: the entry, the file's stem or the module's last part."""
+        if self.name:
+            return self.name
+        if self.path.endswith((".py", *SPEC_SUFFIXES)):
+            return Path(self.path).stem
+        return self.path.rsplit(".", 1)[-1]
+
+
 @dataclass
 class LoadedModel:
     model: nn.Module
     target: str  # what the user typed, for reports
     source: Path | None  # file the entry point lives in, when known
+    declared: tuple[int, ...] | None = None  # (C, *spatial) a spec declares as its input
+
+
+# Said when no input size is given and none can be inferred.
+RES_REQUIRED = "{res} is required (for example {res} 32 or {res} 224x160)"
+NO_INPUT_SIZE = ("cannot infer the input size: give {res} (for example {res} 32), set res in "
+                 "[tool.rfalint], or give the model an input_size attribute")
+# Attributes under which models commonly state their input size: pytorchcv's in_size
+# (H, W), input_size (N, (H, W) or (C, H, W)) and timm's default_cfg["input_size"].
+SIZE_ATTRIBUTES = ("in_size", "input_size")
 
 
 def parse_args(pairs: list[str] | None) -> dict[str, Any]:
@@ -40,7 +87,7 @@ def parse_args(pairs: list[str] | None) -> dict[str, Any]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip().isidentifier():
-            raise UsageError(f"--arg expects key=value, got {pair!r}")
+            raise UsageError(f"{{args}} expects key=value, got {pair!r}", options=True)
         try:
             kwargs[key.strip()] = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
@@ -54,9 +101,11 @@ def parse_resolution(text: str | int) -> tuple[int, ...]:
     try:
         sizes = tuple(int(p) for p in parts)
     except ValueError:
-        raise UsageError(f"--res expects N, HxW or DxHxW with positive integers, got {text!r}")
+        raise UsageError(f"{{res}} expects N, HxW or DxHxW with positive integers, got {text!r}",
+                         options=True) from None
     if not sizes or len(sizes) > 3 or any(s <= 0 for s in sizes):
-        raise UsageError(f"--res expects N, HxW or DxHxW with positive integers, got {text!r}")
+        raise UsageError(f"{{res}} expects N, HxW or DxHxW with positive integers, got {text!r}",
+                         options=True)
     return sizes
 
 
@@ -66,6 +115,34 @@ _DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.ConvTranspose1d: 1,
          nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}
 
 
+def _spatial_dims(model: nn.Module) -> int:
+    return next((d for m in model.modules() for t, d in _DIMS.items() if type(m) is t), 2)
+
+
+def declared_resolution(loaded: LoadedModel) -> tuple[int, ...] | None:
+    """The spatial input size the model states itself, or None: a spec's ``input``, else an
+    ``in_size``/``input_size`` attribute or ``default_cfg["input_size"]`` (a leading
+    channel count, as timm writes it, is dropped)."""
+    if loaded.declared is not None:
+        return tuple(loaded.declared[1:])
+    model = loaded.model
+    values = [getattr(model, name, None) for name in SIZE_ATTRIBUTES]
+    config = getattr(model, "default_cfg", None)
+    if isinstance(config, dict):
+        values.append(config.get("input_size"))
+    dims = _spatial_dims(model)
+    for value in values:
+        sizes = (value,) if isinstance(value, int) else value
+        if not isinstance(sizes, (tuple, list)) or not sizes or \
+                not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
+            continue
+        if len(sizes) == dims + 1:
+            sizes = sizes[1:]
+        if len(sizes) in (1, dims):
+            return tuple(sizes)
+    return None
+
+
 def input_shape(model: nn.Module, res: tuple[int, ...], in_channels: int | None) -> tuple[int, ...]:
     """(C, *spatial). A single size is repeated over the model's spatial dims, which are
     read from its first conv/pool/norm layer. Without ``in_channels``, C is the input
@@ -73,10 +150,9 @@ def input_shape(model: nn.Module, res: tuple[int, ...], in_channels: int | None)
     first registered conv is not the one that reads the input fails its capture with
     torch's channel error, and the caller passes ``in_channels``."""
     if in_channels is not None and in_channels <= 0:
-        raise UsageError(f"--in-channels must be positive, got {in_channels}")
+        raise UsageError(f"{{in_channels}} must be positive, got {in_channels}", options=True)
     if len(res) == 1:
-        dims = next((d for m in model.modules() for t, d in _DIMS.items() if type(m) is t), 2)
-        res = res * dims
+        res = res * _spatial_dims(model)
     if in_channels is not None:
         return (in_channels, *res)
     first_conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
@@ -85,35 +161,28 @@ def input_shape(model: nn.Module, res: tuple[int, ...], in_channels: int | None)
 
 def load_model(target: str, kwargs: dict[str, Any] | None = None) -> LoadedModel:
     kwargs = kwargs or {}
-    path_part, _, name = _split_target(target)
-    if path_part.endswith(SPEC_SUFFIXES):
-        return _load_spec(target, path_part, kwargs)
-    if path_part.endswith(".py") or os.sep in path_part or "/" in path_part:
-        module, source = _import_file(path_part)
+    parsed = Target.parse(target)
+    if parsed.is_spec:
+        return _load_spec(target, parsed.path, kwargs)
+    if parsed.is_file:
+        module, source = _import_file(parsed.path)
     else:
-        module, source = _import_dotted(path_part), None
-        source = Path(inspect.getsourcefile(module) or "") if source is None else source
-    entry_name, entry = _find_entry(module, name, target)
+        module = _import_dotted(parsed.path)
+        source = Path(inspect.getsourcefile(module) or "")
+    entry_name, entry = _find_entry(module, parsed.name, target)
     return LoadedModel(_instantiate(entry_name, entry, kwargs), target, source)
-
-
-def _split_target(target: str) -> tuple[str, str, str]:
-    # "C:\\x.py:name" is not a concern on the platforms torch CPU runs here; split at the last ':'.
-    if ":" in target:
-        path, _, name = target.rpartition(":")
-        return path, ":", name
-    return target, "", ""
 
 
 def _load_spec(target: str, path: str, kwargs: dict[str, Any]) -> LoadedModel:
     if kwargs:
-        raise UsageError("--arg does not apply to YAML specs")
+        raise UsageError("{args} do not apply to YAML specs", options=True)
     file = Path(path)
     if not file.is_file():
         raise LoadError(f"{path}: no such file")
     from rfalint import spec
 
-    return LoadedModel(spec.load(file), target, file)
+    doc = spec.parse(spec.read(file), str(file))
+    return LoadedModel(spec.build(doc), target, file, doc.input_shape)
 
 
 def _user_frame(exc: BaseException, file: Path | None) -> str:
@@ -219,7 +288,7 @@ def _find_entry(module: ModuleType, name: str, target: str) -> tuple[str, Any]:
 def _instantiate(name: str, entry: Any, kwargs: dict[str, Any]) -> nn.Module:
     if isinstance(entry, nn.Module):
         if kwargs:
-            raise UsageError(f"{name!r} is a module instance; --arg does not apply")
+            raise UsageError(f"{name!r} is a module instance; {{args}} do not apply", options=True)
         return entry
     try:
         inspect.signature(entry).bind(**kwargs)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
-from rfalint.analysis import Analysis, ObjectSize, analyze_graph
+from rfalint.analysis import Analysis, ObjectSize, LayerStatus, analyze_graph
 from rfalint.analysis.cost import GRAPH, measure
 from rfalint.analysis.memory import activation_memory, model_dtype
 from rfalint.analysis.rf import NodeRF, receptive_fields
@@ -38,10 +38,10 @@ def _positive(text: str, whole: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise UsageError(f"--res expects START:STOP[:STEP|:xFACTOR] or N,N,... with whole "
-                         f"numbers, got {whole!r}") from None
+        raise UsageError(f"{{res}} expects START:STOP[:STEP|:xFACTOR] or N,N,... with whole "
+                         f"numbers, got {whole!r}", options=True) from None
     if value <= 0:
-        raise UsageError(f"--res sizes must be positive, got {whole!r}")
+        raise UsageError(f"{{res}} sizes must be positive, got {whole!r}", options=True)
     return value
 
 
@@ -50,16 +50,18 @@ def parse_resolutions(text: str) -> list[int]:
     sizes apply to every spatial axis. Ends are inclusive when a step lands on them."""
     text = text.strip()
     if not text:
-        raise UsageError("--res is empty: give START:STOP[:STEP|:xFACTOR] or N,N,...")
+        raise UsageError("{res} is empty: give START:STOP[:STEP|:xFACTOR] or N,N,...", options=True)
     if ":" not in text:
         sizes = [_positive(part.strip(), text) for part in text.split(",")]
     else:
         parts = text.split(":")
         if len(parts) not in (2, 3):
-            raise UsageError(f"--res range must be START:STOP[:STEP|:xFACTOR], got {text!r}")
+            raise UsageError(f"{{res}} range must be START:STOP[:STEP|:xFACTOR], got {text!r}",
+                             options=True)
         start, stop = _positive(parts[0], text), _positive(parts[1], text)
         if start > stop:
-            raise UsageError(f"--res range {text!r} runs backwards ({start} > {stop})")
+            raise UsageError(f"{{res}} range {text!r} runs backwards ({start} > {stop})",
+                             options=True)
         step = parts[2].strip().lower() if len(parts) == 3 else str(start)
         if step.startswith("x"):
             try:
@@ -67,20 +69,23 @@ def parse_resolutions(text: str) -> list[int]:
             except ValueError:
                 factor = 0.0
             if not factor > 1:
-                raise UsageError(f"--res factor must be a number > 1, got {text!r}")
+                raise UsageError(f"{{res}} factor must be a number > 1, got {text!r}", options=True)
             count = math.floor(math.log(stop / start, factor) + 1e-9) + 1
             if count > MAX_POINTS:
-                raise UsageError(f"--res {text!r} has {count} points; at most {MAX_POINTS}")
+                raise UsageError(f"{{res}} {text!r} has {count} points; at most {MAX_POINTS}",
+                                 options=True)
             sizes = [round(start * factor ** i) for i in range(count)]
         else:
             increment = _positive(step, text)
             count = (stop - start) // increment + 1
             if count > MAX_POINTS:
-                raise UsageError(f"--res {text!r} has {count} points; at most {MAX_POINTS}")
+                raise UsageError(f"{{res}} {text!r} has {count} points; at most {MAX_POINTS}",
+                                 options=True)
             sizes = list(range(start, stop + 1, increment))
     sizes = sorted(set(sizes))
     if len(sizes) > MAX_POINTS:
-        raise UsageError(f"--res {text!r} has {len(sizes)} points; at most {MAX_POINTS}")
+        raise UsageError(f"{{res}} {text!r} has {len(sizes)} points; at most {MAX_POINTS}",
+                         options=True)
     return sizes
 
 
@@ -170,7 +175,8 @@ def _row(model: nn.Module, analysis: Analysis) -> SweepRow:
         tail_params_share=share.params_fraction,
         tail_macs_share=share.macs_fraction,
         tail_memory_share=memory.share(border.tail)[1],
-        critical=sum(1 for layer in border.sequence if border.status[layer.node] == "critical"),
+        critical=sum(1 for layer in border.sequence
+                     if border.status[layer.node] is LayerStatus.CRITICAL),
         degenerate=degenerate,
         r_max_final=analysis.rf_final.r_max,
         reference=analysis.reference,
@@ -190,8 +196,8 @@ def sweep(model: nn.Module, channels: int, spatial_dims: int, sizes: list[int],
         smallest = min(sizes)
         for size in object_size.values():
             if max(size.high) > smallest:
-                raise UsageError(f"--object-size {size.label()} is larger than the smallest "
-                                 f"resolution of the sweep, {smallest} px")
+                raise UsageError(f"{{object_size}} {size.label()} is larger than the smallest "
+                                 f"resolution of the sweep, {smallest} px", options=True)
     rows: list[SweepRow] = []
     known: dict[tuple, list[NodeRF | None]] = {}
     captures = computed = 0

@@ -214,3 +214,19 @@ def test_written_files_get_the_usual_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+
+
+def test_norms_and_activations_are_hidden_unless_all_nodes(capsys, monkeypatch, tmp_path):
+    model = write(tmp_path, "bn.py", """
+        import torch.nn as nn
+
+        def net():
+            return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+        """)
+    _, short, _ = run_cli(capsys, monkeypatch, "check", model, "--res", "8", "--no-cost")
+    _, every, _ = run_cli(capsys, monkeypatch, "check", model, "--res", "8", "--no-cost",
+                          "--all-nodes")
+    assert "BatchNorm2d" not in short and "ReLU" not in short
+    assert "Conv2d" in short and "Linear" in short  # weighted conv and the head stay
+    assert "BatchNorm2d" in every and "ReLU" in every

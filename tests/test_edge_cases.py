@@ -1,4 +1,4 @@
-"""SCIENCE.md §6 edge cases: the correct value, never what a naive tool prints."""
+"""Edge cases (docs/method.md §9): the correct value, never what a naive tool prints."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import rfalint
 import rfalint.fix as fix
 import rfalint.spec as spec
 from rfalint.errors import ModelError, UsageError
-from rfalint.fix.emit_python import _writer
+from rfalint.fix.emit_python import _writer, emit_python
 from rfalint.spec.ops import OPS
 from tests.conftest import FIXTURES, fixture_model
 
@@ -137,9 +138,38 @@ def test_auto_prefers_by_params_or_macs():
 def test_check_estimates_match_fix(vgg_truncated):
     result = rfalint.check(fixture_model("vgg16"), (3, 32, 32), "vgg16")
     truncate = next(c for c in result.candidates if c.strategy == "truncate")
-    assert truncate.figures.params == vgg_truncated.after.params
-    assert truncate.figures.macs == vgg_truncated.after.macs
-    assert truncate.figures.r_max_final == vgg_truncated.after.r_max_final
+    # Everything the fix table shows except the activation peak, which only fix measures.
+    assert truncate.figures == replace(vgg_truncated.after, activation_peak=None)
+    stem = next(c for c in result.candidates if c.strategy == "remove-stem")
+    assert stem.figures is None and "no early downsampling" in stem.reason
+
+
+def test_resnet18_estimates_equal_what_fix_produces(monkeypatch):
+    """The estimates are derived from the analysed graph alone (no model is built, run or
+    captured again), and on ResNet18 at 32 px they are exact for both tail strategies."""
+    from rfalint.analysis.plan import estimate
+
+    model = fixture_model("resnet18", width=8)
+    result = rfalint.check(model, (3, 32, 32), "r18", counter="rfalint-graph")
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("the estimate ran a module")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(torch.nn.Module, "__call__", no_forward)
+        estimated = {c.strategy: c.figures for c in estimate(result.analysis, result.cost)}
+    assert estimated == {c.strategy: c.figures for c in result.candidates}
+    for strategy in ("truncate", "remove-stem"):
+        done = fix.fix(model, (3, 32, 32), strategy, "r18")
+        assert estimated[strategy] == replace(done.after, activation_peak=None), strategy
+    assert estimated["remove-stem"].r_max_final == (109, 109)
+
+
+def test_check_does_not_import_fix():
+    code = ("import sys, rfalint; from rfalint.report import render_text, to_json; "
+            "print(any(m.startswith('rfalint.fix') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
 
 
 def test_no_tail_means_nothing_to_fix(tmp_path):
@@ -187,10 +217,43 @@ def test_stdout_output_is_the_spec(tmp_path):
 
 def test_verification_failure_is_a_model_error():
     with pytest.raises(ModelError):
-        fix.verify(spec.export(fixture_model("resnet18", width=8), (3, 32, 32)), (3, 32, 32),
-                   clean=True)
+        fix.verify(spec.parse(spec.export(fixture_model("resnet18", width=8), (3, 32, 32))),
+                   (3, 32, 32), clean=True)
 
 
 def test_width_needs_factor():
     with pytest.raises(UsageError):
         fix.fix(fixture_model("vgg11"), (3, 32, 32), "width", "vgg11")
+
+
+def test_emitted_python_uses_torch_containers_and_loads_the_state_dict_strictly():
+    model = fixture_model("resnet18", width=8).eval()
+    source = emit_python(spec.export(model, (3, 32, 32), "r18"))
+    assert "class Scope" not in source and "self.layer1 = nn.ModuleList([" in source
+    assert "'conv1': nn.Conv2d(" in source  # a block is an nn.ModuleDict
+    namespace: dict = {}
+    exec(compile(source, "r18.py", "exec"), namespace)
+    emitted = namespace["build"]().eval()
+    emitted.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(emitted(x), model(x), atol=1e-5)
+
+
+def test_remove_stem_estimate_refuses_what_it_cannot_recompute():
+    """A classifier on a flattened map, and a window that adapts to the input size, are
+    reported as 'n/a', never estimated from a stale size."""
+    nn = torch.nn
+
+    def stack(*tail):
+        return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1),
+                             *[nn.Conv2d(4, 4, 3, padding=1) for _ in range(5)], *tail)
+
+    flat = rfalint.check(stack(nn.Flatten(), nn.Linear(4 * 4 * 4, 2)), (3, 8, 8),
+                         counter="rfalint-graph")
+    adaptive = rfalint.check(stack(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 2)),
+                             (3, 8, 8), counter="rfalint-graph")
+    reasons = {name: {c.strategy: c.reason for c in result.candidates}["remove-stem"]
+               for name, result in (("flat", flat), ("adaptive", adaptive))}
+    assert "'6' (Flatten) reads a feature map whose size the rewrite changes" in reasons["flat"]
+    assert "adapts its window to the input size" in reasons["adaptive"]

@@ -1,5 +1,5 @@
 """The gradient-support oracle (tests/oracle.py) against the reference values of
-docs SCIENCE.md §6.  Only the oracle is tested here, never rfalint.
+docs/method.md §9.  Only the oracle is tested here, never rfalint.
 
 Input sizes: each module is probed at an input just large enough for its receptive field
 (see ``_extents``); the oracle flags a support that touches the border and the helper

@@ -45,7 +45,7 @@ def build(dims: int, specs) -> nn.Sequential:
 
 
 def closed_form(specs) -> int:
-    """SCIENCE.md eq. 1 (sequential stacks without upsampling)."""
+    """docs/method.md §1, the chain rule (sequential stacks without upsampling)."""
     r, j = 1, 1
     for _, k, s, d in specs:
         r, j = r + d * (k - 1) * j, j * s

@@ -1,4 +1,4 @@
-"""Reference values from SCIENCE.md §6 (the papers), reproduced exactly."""
+"""Reference values from docs/method.md §9 (the papers), reproduced exactly."""
 
 from __future__ import annotations
 

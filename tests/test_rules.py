@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from clihelp import run
 
 import rfalint
 from rfalint.rules import RULES, get_rule, run_rules
@@ -23,8 +26,7 @@ def test_every_rule_has_examples_and_docs():
 @pytest.mark.parametrize("rule, example, kind", CASES,
                          ids=[f"{r.code}-{k}-{i}" for i, (r, _, k) in enumerate(CASES)])
 def test_rule_examples(rule, example, kind):
-    analysis = rfalint.analyze(example.build(), example.input_shape)
-    found = [f for f in rule.check(analysis)]
+    found = rule.findings_of(example.build(), example.input_shape)
     if kind == "valid":
         assert found == []
     else:
@@ -47,3 +49,20 @@ def test_select_ignore_prefixes_and_per_layer_ignores():
 def test_unknown_rule_code():
     with pytest.raises(rfalint.errors.UsageError, match="unknown rule"):
         get_rule("RFA999")
+
+
+def test_readme_rule_table_is_the_rule_classes():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| RFA")]
+    assert rows == [f"| {r.code} | {r.severity.value} | {r.summary} |" for r in RULES]
+
+
+def test_critical_layers_are_information():
+    assert get_rule("RFA102").severity.value == "info"
+
+
+def test_rule_command_prints_the_examples():
+    result = run("rule", "RFA102")
+    assert result.code == 0
+    assert "VALID example" in result.out and "INVALID example" in result.out
+    assert "-> RFA102 blocks.1.2: input r_max 9 > 8 px" in result.out

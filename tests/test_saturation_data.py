@@ -143,7 +143,7 @@ def test_max_samples_truncates(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((9, 1, 2, 2), dtype=np.float32))
     source = open_source(str(tmp_path / "x.npy"), (1, 2, 2), max_samples=4)
     assert len(source) == 4 and any("first 4 of 9" in note for note in source.notes)
-    with pytest.raises(UsageError, match="--max-samples"):
+    with pytest.raises(UsageError, match="max_samples must be positive"):
         open_source("random", (1, 2, 2), max_samples=0)
 
 

@@ -77,7 +77,7 @@ def test_export_errors_are_one_line_exit_2(tmp_path):
         "real data: data-dependent control flow or .item()), which a spec cannot express"]
     assert not (tmp_path / "out.yaml").exists()
     result = run("export", str(FIXTURES / "vgg11.py"), "-o", str(tmp_path / "x.yaml"))
-    assert result.code == 2 and "--res is required" in result.err
+    assert result.code == 2 and "cannot infer the input size: give --res" in result.err
 
 
 def test_export_in_channels(tmp_path):
@@ -85,3 +85,29 @@ def test_export_in_channels(tmp_path):
                  "--arg", "width=4")
     assert result.code == 0, result.err
     assert yaml.safe_load(result.out)["input"] == {"channels": 1, "size": [4000]}
+
+
+def test_export_without_res_infers_the_input_size(tmp_path):
+    (tmp_path / "sized.py").write_text(
+        "import torch.nn as nn\n\n"
+        "class Sized(nn.Module):\n"
+        "    default_cfg = {'input_size': (3, 20, 12)}\n\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 4, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.conv(x)\n\n\n"
+        "def bare():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3))\n")
+    sized = run("export", str(tmp_path / "sized.py:Sized"))
+    assert sized.code == 0, sized.err
+    assert yaml.safe_load(sized.out)["input"] == {"channels": 3, "size": [20, 12]}
+    from_spec = run("export", str(FIXTURES / "vgg11.yaml"))
+    assert from_spec.code == 0 and yaml.safe_load(from_spec.out)["input"]["size"] == [32, 32]
+    bare = run("export", str(tmp_path / "sized.py:bare"))
+    assert bare.code == 2 and bare.err.count("\n") == 1
+    assert "cannot infer the input size: give --res" in bare.err
+    config = project(tmp_path / "proj", "[tool.rfalint]\nres = 12\n") / "pyproject.toml"
+    configured = run("export", str(tmp_path / "sized.py:bare"), "--config", str(config))
+    assert configured.code == 0, configured.err
+    assert yaml.safe_load(configured.out)["input"]["size"] == [12, 12]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from rfalint.analysis.border import Border, SequenceLayer, covers, find_border
+from rfalint.analysis.border import Border, SequenceLayer, LayerStatus, covers, find_border
 from rfalint.analysis.completeness import RFStatus, is_complete, rf_status
 from rfalint.analysis.objects import (ObjectSize, OutputView, output_views,
                                       parse_object_sizes, resolve)
@@ -100,4 +100,4 @@ def _with_spatial_gates_as_features(graph: Graph) -> Graph:
 
 
 __all__ = ["Analysis", "Border", "NodeRF", "ObjectSize", "OutputView", "RFStatus", "SequenceLayer",
-           "analyze_graph", "covers", "parse_object_sizes"]
+           "LayerStatus", "analyze_graph", "covers", "parse_object_sizes"]

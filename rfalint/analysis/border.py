@@ -1,4 +1,4 @@
-"""Border layers, tail and layer status (SCIENCE.md §2).
+"""Border layers, tail and layer status (docs/method.md §2).
 
 Definitions implemented here:
 
@@ -27,12 +27,20 @@ Definitions implemented here:
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from rfalint.analysis.rf import NodeRF
 from rfalint.graph import Graph, Kind
 
-PRODUCTIVE, CRITICAL, UNPRODUCTIVE, HEAD = "productive", "critical", "unproductive", "head"
+
+class LayerStatus(str, enum.Enum):
+    """What a node does for the input resolution; reports print ``status.value``."""
+
+    PRODUCTIVE = "productive"  # its input does not yet cover the image
+    CRITICAL = "critical"  # covered by r_max but not by r_min, outside the tail
+    UNPRODUCTIVE = "unproductive"  # in the tail: truncation drops it
+    HEAD = "head"  # non-spatial classifier after the readout
 
 
 @dataclass
@@ -57,7 +65,7 @@ class Border:
     b_max: SequenceLayer | None
     cut: int | None  # node whose output the truncated network keeps
     tail: list[int]
-    status: list[str] = field(default_factory=list)
+    status: list[LayerStatus] = field(default_factory=list)
     reference: tuple[int, ...] = ()  # the size RFs were compared with, per axis
 
 
@@ -175,19 +183,19 @@ def find_border(graph: Graph, rfs: list[NodeRF | None],
     return border
 
 
-def _status(graph: Graph, border: Border, rfs: list[NodeRF | None]) -> list[str]:
+def _status(graph: Graph, border: Border, rfs: list[NodeRF | None]) -> list[LayerStatus]:
     size = border.reference
     tail = set(border.tail)
     on_path = set(border.main_path)
-    seq_status = {layer.node: CRITICAL if covers(layer.r_in_max, size) else PRODUCTIVE
-                  for layer in border.sequence}
-    status: list[str] = []
-    current = PRODUCTIVE
+    seq_status = {layer.node: LayerStatus.CRITICAL if covers(layer.r_in_max, size)
+                  else LayerStatus.PRODUCTIVE for layer in border.sequence}
+    status: list[LayerStatus] = []
+    current = LayerStatus.PRODUCTIVE
     for node in graph:
         if node.id in border.head:
-            status.append(HEAD)
+            status.append(LayerStatus.HEAD)
         elif node.id in tail:
-            status.append(UNPRODUCTIVE)
+            status.append(LayerStatus.UNPRODUCTIVE)
         elif node.id in seq_status:
             current = seq_status[node.id]
             status.append(current)
@@ -196,5 +204,5 @@ def _status(graph: Graph, border: Border, rfs: list[NodeRF | None]) -> list[str]
         else:
             inputs = [rfs[s] for s in node.inputs if rfs[s] is not None]
             hit = any(covers(r.r_max, size) for r in inputs)
-            status.append(CRITICAL if hit else PRODUCTIVE)
+            status.append(LayerStatus.CRITICAL if hit else LayerStatus.PRODUCTIVE)
     return status

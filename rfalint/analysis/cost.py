@@ -68,7 +68,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 import torch.nn as nn
 
-from rfalint.analysis.border import CRITICAL, Border
+from rfalint.analysis.border import Border, LayerStatus
 from rfalint.capture import ops
 from rfalint.errors import ModelError, UsageError
 from rfalint.graph import Graph, Node
@@ -122,7 +122,8 @@ class Cost:
 def regions(border: Border) -> dict[str, list[int]]:
     """The node sets whose share the reports state: the tail and the critical nodes."""
     return {"tail": list(border.tail),
-            "critical": [i for i, status in enumerate(border.status) if status == CRITICAL]}
+            "critical": [i for i, status in enumerate(border.status)
+                         if status is LayerStatus.CRITICAL]}
 
 
 def measure(model: nn.Module, graph: Graph, counter: str = "auto") -> Cost:
@@ -136,7 +137,8 @@ def measure(model: nn.Module, graph: Graph, counter: str = "auto") -> Cost:
     update batch-norm statistics).
     """
     if counter not in COUNTERS:
-        raise UsageError(f"counter must be one of {', '.join(COUNTERS)}, got {counter!r}")
+        raise UsageError(f"{{counter}} must be one of {', '.join(COUNTERS)}, got {counter!r}",
+                         options=True)
     params = _node_params(model, graph)
     params_total = sum(p.numel() for p in model.parameters())
     graph_macs = [_graph_macs(graph, node) for node in graph]

@@ -41,8 +41,8 @@ class ObjectSize:
         if len(self.high) == ndim:
             return self
         if len(self.high) != 1:
-            raise UsageError(f"--object-size {self.label()} has {len(self.high)} axes, the "
-                             f"input has {ndim}")
+            raise UsageError(f"{{object_size}} {self.label()} has {len(self.high)} axes, the "
+                             f"input has {ndim}", options=True)
         return ObjectSize(self.low * ndim, self.high * ndim)
 
 
@@ -52,9 +52,10 @@ def _size(text: str, whole: str) -> tuple[int, ...]:
     except ValueError:
         sizes = ()
     if not sizes or len(sizes) > 3:
-        raise UsageError(f"--object-size expects N, HxW, LOW:HIGH or OUTPUT=..., got {whole!r}")
+        raise UsageError(f"{{object_size}} expects N, HxW, LOW:HIGH or OUTPUT=..., got {whole!r}",
+                         options=True)
     if any(s <= 0 for s in sizes):
-        raise UsageError(f"--object-size must be positive, got {whole!r}")
+        raise UsageError(f"{{object_size}} must be positive, got {whole!r}", options=True)
     return sizes
 
 
@@ -69,9 +70,10 @@ def parse_object_sizes(text: str) -> dict[str | None, ObjectSize]:
         low = _size(low_text, item)
         high = _size(high_text, item) if high_text else low
         if len(low) != len(high) or any(lo > hi for lo, hi in zip(low, high)):
-            raise UsageError(f"--object-size range must run from small to large, got {item!r}")
+            raise UsageError(f"{{object_size}} range must run from small to large, got {item!r}",
+                             options=True)
         if key in sizes:
-            raise UsageError(f"--object-size gives {key or 'a global size'} twice")
+            raise UsageError(f"{{object_size}} gives {key or 'a global size'} twice", options=True)
         sizes[key] = ObjectSize(low, high)
     return sizes
 
@@ -117,7 +119,8 @@ def _output_key(graph: Graph, key: str) -> int:
         if key in (name, graph[node_id].name, str(position)):
             return node_id
     known = ", ".join(f"{name} ({graph[n].name})" for n, name in names)
-    raise UsageError(f"--object-size key {key!r} names no output of the model (outputs: {known})")
+    raise UsageError(f"{{object_size}} key {key!r} names no output of the model (outputs: {known})",
+                     options=True)
 
 
 def resolve(graph: Graph, sizes: dict[str | None, ObjectSize] | None
@@ -130,8 +133,8 @@ def resolve(graph: Graph, sizes: dict[str | None, ObjectSize] | None
     checked = {key: size.per_axis(ndim) for key, size in sizes.items()}
     for key, size in checked.items():
         if any(h > s for h, s in zip(size.high, graph.resolution)):
-            raise UsageError(f"--object-size {size.label()} is larger than the input "
-                             f"{fmt_axes(graph.resolution)} px")
+            raise UsageError(f"{{object_size}} {size.label()} is larger than the input "
+                             f"{fmt_axes(graph.resolution)} px", options=True)
     per_output = {_output_key(graph, key): size for key, size in checked.items()
                   if key is not None}
     return checked.get(None), per_output

@@ -9,7 +9,8 @@ The pipeline, one module per stage:
 5. only then write it: YAML (:func:`rfalint.spec.dump`), Python
    (:mod:`~rfalint.fix.emit_python`), weights (:mod:`~rfalint.fix.weights`).
 
-:func:`estimate` gives ``check`` the same candidates without writing or running anything.
+:func:`rfalint.analysis.plan.estimate` gives ``check`` the same strategies' figures
+without building or running anything; the strategies apply the same plans.
 
 Example::
 
@@ -24,26 +25,28 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Callable
 
 import torch.nn as nn
 
 from rfalint import spec as spec_api
 from rfalint.analysis import Analysis, ObjectSize, analyze_graph
-from rfalint.analysis.cost import Cost
+from rfalint.analysis.plan import (Candidate, Figures, NotApplicable, estimate,
+                                   object_sizes_of)
 from rfalint.capture import capture
 from rfalint.errors import RfalintError, UsageError
 from rfalint.fix.emit_python import emit_python
-from rfalint.fix.output import check_output, write_all
-from rfalint.fix.report import estimate_lines, render_fix
-from rfalint.fix.strategies import (NotApplicable, Rewrite, remove_stem, truncate,
-                                     width)
-from rfalint.fix.verify import (Figures, figures, object_sizes_of, probe, reference_of,
-                                verify)
-from rfalint.fix.weights import Transfer, load_weights, save_weights, transfer
+from rfalint.fix.output import Outputs, write_all
+from rfalint.fix.report import render_fix
+from rfalint.fix.strategies import Rewrite, remove_stem, truncate, width
+from rfalint.fix.verify import figures, verify
+from rfalint.fix.weights import Transfer, save_weights, transfer
+from rfalint.spec import Document
+from rfalint.weights import read_state_dict
 
 # Strategies that remove the unproductive tail; ``auto`` chooses among them.
-TAIL_STRATEGIES: dict[str, Callable[[Analysis, dict[str, Any]], Rewrite]] = {
+TAIL_STRATEGIES: dict[str, Callable[[Analysis, Document], Rewrite]] = {
     "truncate": truncate,
     "remove-stem": remove_stem,
 }
@@ -52,12 +55,9 @@ PREFERENCES = ("params", "macs", "balanced")
 
 
 @dataclass
-class Candidate:
-    """One strategy evaluated: its figures, or why it does not apply."""
+class Evaluated(Candidate):
+    """A strategy that ``auto`` applied and verified (or why it does not apply)."""
 
-    strategy: str
-    figures: Figures | None = None
-    reason: str = ""
     rewrite: Rewrite | None = field(default=None, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
 
@@ -69,49 +69,91 @@ class FixResult:
     rewrite: Rewrite | None  # None: nothing to fix
     after: Figures | None = None
     model: nn.Module | None = field(default=None, repr=False)  # built and verified
-    candidates: list[Candidate] = field(default_factory=list)  # auto: every one evaluated
+    candidates: list[Evaluated] = field(default_factory=list)  # auto: every one evaluated
+    moved: Transfer | None = None  # the original weights carried over (``weights=``)
+    written: list[Path] = field(default_factory=list)  # files written, in order
 
     @property
-    def spec(self) -> dict[str, Any]:
+    def spec(self) -> dict:
         return self.rewrite.spec
+
+    def text(self, emit: str = "yaml", origin: str = "") -> str:
+        """The rewritten model as a file: a YAML spec or Python source (``EMITTERS``)."""
+        return EMITTERS[emit](self, origin)
 
 
 def fix(model: nn.Module, input_shape: tuple[int, ...], strategy: str, name: str = "model",
         prefer: str = "balanced", factor: float | None = None,
-        object_sizes: dict[str | None, ObjectSize] | None = None) -> FixResult:
-    """Rewrite ``model`` with ``strategy`` and verify the result; raises RfalintError
-    (UsageError: the strategy does not apply; ModelError: the result fails verification).
-    With ``object_sizes`` the tail is measured against the object size (docs/method.md §5),
-    and so is the re-check of the result."""
+        object_sizes: dict[str | None, ObjectSize] | None = None,
+        weights: str | Path | None = None, outputs: Outputs = Outputs()) -> FixResult:
+    """Rewrite ``model`` with ``strategy``, verify the result and write ``outputs``.
+
+    ``weights``: a state dict file of ``model`` (read with ``weights_only=True``, checked to
+    fit exactly); every surviving tensor is copied into the new model (``result.moved``)
+    and ``outputs.save_weights`` receives them. Output paths are checked before any work
+    and written only after verification. Raises RfalintError (UsageError: a bad option or
+    a strategy that does not apply; ModelError: the result fails verification). With
+    ``object_sizes`` the tail is measured against the object size (docs/method.md §5), and
+    so is the re-check of the result.
+    """
     if strategy not in STRATEGIES:
-        raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        raise UsageError(f"{{strategy}} must be one of {', '.join(STRATEGIES)}, got "
+                         f"{strategy!r}", options=True)
     if prefer not in PREFERENCES:
-        raise UsageError(f"--prefer must be one of {', '.join(PREFERENCES)}, got {prefer!r}")
+        raise UsageError(f"{{prefer}} must be one of {', '.join(PREFERENCES)}, got {prefer!r}",
+                         options=True)
     if (strategy == "width") != (factor is not None):
-        raise UsageError("--factor goes with --strategy width (and width needs --factor)")
+        raise UsageError("{factor} goes with {strategy} width (and width needs {factor})",
+                         options=True)
+    if outputs.emit not in EMITTERS:
+        raise UsageError(f"{{emit}} must be one of {', '.join(EMITTERS)}, got "
+                         f"{outputs.emit!r}", options=True)
+    weights = None if weights is None else Path(weights)
+    outputs.check(weights)
+    state = read_state_dict(weights, model) if weights is not None else None
+    result = _rewrite(model, input_shape, strategy, name, prefer, factor, object_sizes)
+    if result.rewrite is None:
+        return result
+    files = []
+    if outputs.output is not None:
+        files.append((outputs.output, result.text(outputs.emit, outputs.origin)))
+    if state is not None:
+        result.moved = transfer(state, result.model, result.rewrite.fresh)
+        files.append((outputs.save_weights, save_weights(result.moved)))
+    write_all(files)
+    result.written = [path for path, _ in files]
+    return result
+
+
+def _rewrite(model: nn.Module, input_shape: tuple[int, ...], strategy: str, name: str,
+             prefer: str, factor: float | None,
+             object_sizes: dict[str | None, ObjectSize] | None) -> FixResult:
     analysis = analyze_graph(capture(model, tuple(input_shape), name=name), object_sizes)
     before = figures(model, analysis)
     recheck = object_sizes_of(analysis)
     if strategy != "width" and not analysis.border.tail:
         return FixResult(strategy, before, None)
-    spec = spec_api.from_graph(analysis.graph, name)
+    doc = spec_api.parse(spec_api.from_graph(analysis.graph, name))
     if strategy == "width":
-        rewrite = width(analysis, spec, factor)
-        checked = verify(rewrite.spec, analysis.graph.input_shape, clean=False, object_sizes=recheck)
+        rewrite = width(analysis, doc, factor)
+        checked = verify(rewrite.document, analysis.graph.input_shape, clean=False,
+                         object_sizes=recheck)
         return FixResult(strategy, before, rewrite, checked.figures, checked.model)
     if strategy != "auto":
-        rewrite = TAIL_STRATEGIES[strategy](analysis, spec)
-        checked = verify(rewrite.spec, analysis.graph.input_shape, clean=True, object_sizes=recheck)
+        rewrite = TAIL_STRATEGIES[strategy](analysis, doc)
+        checked = verify(rewrite.document, analysis.graph.input_shape, clean=True,
+                         object_sizes=recheck)
         return FixResult(strategy, before, rewrite, checked.figures, checked.model)
     candidates = []
     for name_, apply in TAIL_STRATEGIES.items():
         try:
-            rewrite = apply(analysis, spec)
-            checked = verify(rewrite.spec, analysis.graph.input_shape, clean=True, object_sizes=recheck)
+            rewrite = apply(analysis, doc)
+            checked = verify(rewrite.document, analysis.graph.input_shape, clean=True,
+                             object_sizes=recheck)
         except RfalintError as exc:
-            candidates.append(Candidate(name_, reason=str(exc)))
+            candidates.append(Evaluated(name_, reason=str(exc)))
         else:
-            candidates.append(Candidate(name_, checked.figures, "", rewrite, checked.model))
+            candidates.append(Evaluated(name_, checked.figures, "", rewrite, checked.model))
     usable = [c for c in candidates if c.figures is not None]
     if not usable:
         raise NotApplicable("auto: no strategy applies: " +
@@ -128,39 +170,6 @@ def _score(after: Figures, before: Figures, prefer: str) -> tuple[float, ...]:
             "balanced": (params + macs, params)}[prefer]
 
 
-def estimate(model: nn.Module, analysis: Analysis, cost: Cost) -> list[Candidate]:
-    """Estimated figures of the tail strategies, for ``check``: nothing is written or run.
-
-    Truncation is priced from the checked model's own cost per node (the kept nodes plus
-    the new classifier); stem removal is rewritten, built on meta tensors and re-analysed
-    (:func:`~rfalint.fix.verify.probe`) with the graph counter.
-    """
-    if not analysis.border.tail:
-        return []
-    out = [_estimate_truncate(analysis, cost)]
-    try:
-        rewrite = remove_stem(analysis, spec_api.from_graph(analysis.graph, "model"))
-        out.append(Candidate("remove-stem", figures(*probe(
-            rewrite.spec, analysis.graph.input_shape, object_sizes_of(analysis)))))
-    except RfalintError as exc:
-        out.append(Candidate("remove-stem", reason=str(exc)))
-    return out
-
-
-def _estimate_truncate(analysis: Analysis, cost: Cost) -> Candidate:
-    graph, border = analysis.graph, analysis.border
-    linears = [graph[i].module for i in sorted(border.head) if isinstance(graph[i].module, nn.Linear)]
-    if not linears:
-        return Candidate("truncate", reason="no linear classifier after the readout")
-    kept = graph.ancestors(border.cut)
-    channels, classes = graph[border.cut].out_shape[1], linears[-1].out_features
-    bias = classes if linears[-1].bias is not None else 0
-    params = sum(cost.params[i] for i in kept) + channels * classes + bias
-    macs = sum(cost.macs[i] for i in kept) + channels * classes
-    return Candidate("truncate", Figures(params, macs, 0, tuple(analysis.rfs[border.cut].r_max),
-                                         graph.resolution, None, reference_of(analysis)))
-
-
 def _header(result: FixResult, origin: str) -> str:
     from rfalint import __version__
 
@@ -172,9 +181,10 @@ def _header(result: FixResult, origin: str) -> str:
 # --emit: how a verified result is written.
 EMITTERS: dict[str, Callable[[FixResult, str], str]] = {
     "yaml": lambda result, origin: spec_api.dump(result.spec, header=_header(result, origin)),
-    "python": lambda result, origin: emit_python(result.spec, header=_header(result, origin)),
+    "python": lambda result, origin: emit_python(result.rewrite.document,
+                                                 header=_header(result, origin)),
 }
 
-__all__ = ["EMITTERS", "check_output", "estimate_lines", "render_fix", "write_all", "Candidate", "FixResult", "Figures", "NotApplicable", "PREFERENCES", "Rewrite",
-           "STRATEGIES", "Transfer", "emit_python", "estimate", "fix", "load_weights",
-           "save_weights", "transfer"]
+__all__ = ["EMITTERS", "PREFERENCES", "STRATEGIES", "Candidate", "Evaluated", "Figures",
+           "FixResult", "NotApplicable", "Outputs", "Rewrite", "Transfer", "emit_python",
+           "estimate", "fix", "render_fix", "save_weights", "transfer"]

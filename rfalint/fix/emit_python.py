@@ -1,8 +1,9 @@
 """A spec as a standalone, readable ``nn.Module`` source file (``fix --emit python``).
 
-The file needs only torch. ``__init__`` constructs every module under its spec name, with
-small ``Scope`` containers for dotted names (``layer1.0.conv1``), so ``state_dict`` keys
-are the spec's and weights saved by ``fix --save-weights`` load into it. ``forward`` is
+The file needs only torch. ``__init__`` constructs every module under its spec name, in
+``nn.ModuleList`` (children ``0..n-1``) and ``nn.ModuleDict`` containers for dotted names
+(``layer1.0.conv1`` is ``self.layer1[0]['conv1']``), so ``state_dict`` keys are the
+spec's and weights saved by ``fix --save-weights`` load into it. ``forward`` is
 straight-line code over the layer list; functional ops are written as the torch calls
 they stand for (the table below), so no rfalint module is needed at run time.
 """
@@ -20,7 +21,7 @@ from rfalint.spec import Document, parse
 from rfalint.spec.document import INPUT
 from rfalint.spec.ops import OPS
 
-_RESERVED = {"x", "self", "torch", "nn", "F", "Scope"}
+_RESERVED = {"x", "self", "torch", "nn", "F"}
 
 
 def _kwargs(args: dict[str, Any]) -> str:
@@ -80,35 +81,80 @@ def _writer(op: str) -> Callable[[list[str], dict[str, Any]], str]:
     raise KeyError(f"no Python form for op '{op}'")
 
 
-def _attr(parts: list[str]) -> str:
-    text = "self"
-    for part in parts:
-        text += f".{part}" if part.isidentifier() and not keyword.iskeyword(part) else f"[{part!r}]"
-    return text
-
-
 def _class_name(name: str) -> str:
     words = re.split(r"[^A-Za-z0-9]+", name)
     text = "".join(w[:1].upper() + w[1:] for w in words if w)
     return text if text[:1].isalpha() else f"Model{text}"
 
 
-def emit_python(spec: dict[str, Any], header: str = "") -> str:
+class _Scope:
+    """A dotted prefix of layer names (``layer1``, ``layer1.0``) and what it holds, in order
+    of first appearance; written as an ``nn.ModuleList`` (children 0..n-1) or else an
+    ``nn.ModuleDict``, so ``state_dict`` keys are the layer names."""
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Scope | str] = {}  # part -> scope, or a leaf constructor
+
+    def add(self, parts: list[str], constructor: str) -> None:
+        if len(parts) == 1:
+            self.children[parts[0]] = constructor
+            return
+        child = self.children.setdefault(parts[0], _Scope())
+        child.add(parts[1:], constructor)
+
+    @property
+    def is_list(self) -> bool:
+        return list(self.children) == [str(i) for i in range(len(self.children))]
+
+    def key(self, part: str) -> str:
+        return f"[{part}]" if self.is_list else f"[{part!r}]"
+
+    def write(self, indent: str) -> list[str]:
+        """The container's constructor, one child per line."""
+        inner = indent + "    "
+        items = []
+        for part, child in self.children.items():
+            value = child if isinstance(child, str) else None
+            lines = [value] if value is not None else child.write(inner)
+            prefix = "" if self.is_list else f"{part!r}: "
+            lines = [prefix + lines[0], *lines[1:]]
+            lines[-1] += ","
+            items += [inner + lines[0], *lines[1:]]
+        if self.is_list:
+            return ["nn.ModuleList([", *items, indent + "])"]
+        return ["nn.ModuleDict({", *items, indent + "})"]
+
+
+def _attribute(part: str) -> bool:
+    return part.isidentifier() and not keyword.iskeyword(part)
+
+
+def _access(top: _Scope, path: str) -> str:
+    """``self.layer1[0]['conv1']``: how forward reaches the module at ``path``."""
+    first, *rest = path.split(".")
+    text = f"self.{first}" if _attribute(first) else f"getattr(self, {first!r})"
+    scope = top.children[first]
+    for part in rest:
+        text += scope.key(part)
+        scope = scope.children[part]
+    return text
+
+
+def emit_python(spec: dict[str, Any] | Document, header: str = "") -> str:
     """Python source of a module that builds ``spec``'s architecture (no rfalint import)."""
-    doc: Document = parse(spec)
+    doc = spec if isinstance(spec, Document) else parse(spec)
     cls = _class_name(doc.name)
-    init: list[str] = []
-    scopes: set[str] = set()
+    top = _Scope()
     for layer in doc.layers:
-        if layer.reuse is not None or layer.type.is_op:
-            continue
-        *parents, leaf = layer.name.split(".")
-        for i in range(1, len(parents) + 1):
-            scope = ".".join(parents[:i])
-            if scope not in scopes:
-                scopes.add(scope)
-                init.append(_assign(parents[:i - 1], parents[i - 1], "Scope()"))
-        init.append(_assign(parents, leaf, f"nn.{layer.type.name}({_kwargs(layer.args)})"))
+        if layer.reuse is None and not layer.type.is_op:
+            top.add(layer.name.split("."), f"nn.{layer.type.name}({_kwargs(layer.args)})")
+    init: list[str] = []
+    for part, child in top.children.items():
+        lines = [child] if isinstance(child, str) else child.write("")
+        target = f"self.{part} = " if _attribute(part) else f"self.add_module({part!r}, "
+        close = "" if _attribute(part) else ")"
+        init += [target + lines[0], *lines[1:]]
+        init[-1] += close
     names = _variables(doc)
     definers = {layer.name: layer for layer in doc.layers}
     forward: list[str] = []
@@ -118,7 +164,7 @@ def emit_python(spec: dict[str, Any], header: str = "") -> str:
         if module.type.is_op:
             expr = _writer(module.type.name)(xs, module.args)
         else:
-            expr = f"{_attr(module.name.split('.'))}({', '.join(xs)})"
+            expr = f"{_access(top, module.name)}({', '.join(xs)})"
         forward.append(f"{names[layer.name]} = {expr}")
     outputs = ", ".join(names[o] for o in doc.outputs)
     shape = tuple(doc.input_shape)
@@ -133,13 +179,6 @@ def emit_python(spec: dict[str, Any], header: str = "") -> str:
         "import torch.nn.functional as F",
         "",
         f"INPUT_SHAPE = {shape!r}  # (channels, *spatial) the architecture was checked at",
-        "",
-        "",
-        "class Scope(nn.Module):",
-        '    """A namespace of layers (layer1, layer1.0): holds modules, never called."""',
-        "",
-        "    def __getitem__(self, name):",
-        "        return self._modules[name]",
         "",
         "",
         f"class {cls}(nn.Module):",
@@ -157,13 +196,6 @@ def emit_python(spec: dict[str, Any], header: str = "") -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _assign(parents: list[str], leaf: str, value: str) -> str:
-    owner = _attr(parents)
-    if leaf.isidentifier() and not keyword.iskeyword(leaf):
-        return f"{owner}.{leaf} = {value}"
-    return f"{owner}.add_module({leaf!r}, {value})"
 
 
 def _variables(doc: Document) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The before/after and trade-off tables that ``fix`` prints and ``check`` summarises."""
+"""The before/after and trade-off tables that ``fix`` prints."""
 
 from __future__ import annotations
 
@@ -8,20 +8,11 @@ from rich.console import Console
 from rich.table import Table
 
 from rfalint.analysis.memory import fmt_bytes
-from rfalint.fix.verify import Figures
+from rfalint.analysis.plan import Figures
+from rfalint.graph import fmt_axes
 
 if TYPE_CHECKING:
-    from rfalint.fix import Candidate, FixResult
-
-
-def _axes(values: tuple[int, ...]) -> str:
-    return "x".join(map(str, values)) if len(set(values)) > 1 else str(values[0])
-
-
-def _reference(fig: Figures) -> str:
-    if fig.reference is None:
-        return _axes(fig.resolution)
-    return f"object {_axes(fig.reference)}"
+    from rfalint.fix import FixResult
 
 
 def cells(fig: Figures) -> tuple[str, str, str, str, str]:
@@ -29,7 +20,7 @@ def cells(fig: Figures) -> tuple[str, str, str, str, str]:
     the reference (the input, or the object size)."""
     peak = "" if fig.activation_peak is None else fmt_bytes(fig.activation_peak)
     return (f"{fig.params:,}", f"{fig.macs / 1e6:,.2f}", peak, str(fig.tail_convs),
-            f"{_axes(fig.r_max_final)} vs {_reference(fig)}")
+            f"{fmt_axes(fig.r_max_final)} vs {fig.reference_label()}")
 
 
 COLUMNS = ("params", "MACs (M)", "act. peak (batch 1)", "tail convs", "r_max final vs input")
@@ -60,18 +51,3 @@ def render_fix(result: FixResult, console: Console) -> None:
     console.print(table)
     for change in result.rewrite.changes:
         console.print(f"- {change}")
-
-
-def estimate_lines(candidates: list[Candidate], before_params: int, before_macs: int) -> list[str]:
-    """The 'Candidate fixes (estimated)' lines of the check report."""
-    lines = ["Candidate fixes (estimated; `rfalint fix` writes them):"]
-    for c in candidates:
-        if c.figures is None:
-            lines.append(f"  {c.strategy:<12} n/a: {c.reason}")
-            continue
-        f = c.figures
-        lines.append(f"  {c.strategy:<12} params {before_params:,} -> {f.params:,}, "
-                     f"MACs {before_macs / 1e6:,.2f} M -> {f.macs / 1e6:,.2f} M, "
-                     f"tail {f.tail_convs} convs, r_max final {_axes(f.r_max_final)} vs "
-                     f"{_reference(f)} px")
-    return lines

@@ -1,81 +1,75 @@
-"""Edits of a flat spec's layer list, the primitive steps of every ``fix`` strategy.
+"""Typed edits of a flat spec, the primitive steps of every ``fix`` strategy.
 
 A spec from :func:`rfalint.spec.from_graph` has one layer per graph node, under the node's
-name, so the strategies pick layers by graph node and edit them here by name. Layer
-names are kept wherever a layer survives: the built model's module paths, and so its
-``state_dict`` keys, stay those of the original model.
+name, so the strategies pick layers by graph node and edit the parsed
+:class:`~rfalint.spec.Document` here by name. Every edit works on
+:class:`~rfalint.spec.Layer` objects: a new or replaced layer's type is looked up in the
+spec's allowlist and its arguments are checked (``LayerType.bind``) when it is made, not
+when the result is built. Layer names are kept wherever a layer survives: the built
+model's module paths, and so its ``state_dict`` keys, stay those of the original model.
 
-Inside :class:`Layers` every layer lists its inputs explicitly (``from`` is a list), so
-removing a layer cannot silently reconnect its successor to the wrong value;
-:meth:`Layers.to_spec` writes the short form again (``from`` only where it is not the
-previous layer) and renumbers repeated calls of a module (``relu@2``) when a rewrite
-removed an earlier call.
+:meth:`Rewriter.document` renumbers repeated calls of a module (``relu@2``) when a rewrite
+removed an earlier call, and makes the first surviving call construct the module.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from collections import Counter
 from typing import Any
 
-from rfalint.spec.document import INPUT
+from rfalint.spec import Document, Layer
+from rfalint.spec.errors import Where
+from rfalint.spec.types import lookup
 
 
-class Layers:
-    """The layers of a flat spec, editable by name."""
+class Rewriter:
+    """The layers of a flat :class:`Document`, editable by name."""
 
-    def __init__(self, spec: dict[str, Any]):
-        self.top = {k: copy.deepcopy(v) for k, v in spec.items() if k not in ("layers", "outputs")}
-        self.items: list[dict[str, Any]] = []
-        prev = INPUT
-        for entry in spec["layers"]:
-            layer = copy.deepcopy(entry)
-            source = layer.pop("from", prev)
-            layer["from"] = [source] if isinstance(source, str) else list(source)
-            self.items.append(layer)
-            prev = layer["name"]
-        self.outputs = list(spec.get("outputs", [prev]))
+    def __init__(self, doc: Document):
+        self.base = doc
+        self.layers = [dataclasses.replace(layer, args=dict(layer.args), inputs=list(layer.inputs))
+                       for layer in doc.layers]
+        self.outputs = list(doc.outputs)
         # The layers that construct a module; a later call (``reuse``) may outlive them.
-        self.definers = {e["name"]: e for e in self.items if "reuse" not in e}
+        self.definers = {layer.name: layer for layer in self.layers if layer.reuse is None}
 
-    def __getitem__(self, name: str) -> dict[str, Any]:
-        for layer in self.items:
-            if layer["name"] == name:
+    def __getitem__(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
                 return layer
         raise KeyError(name)
 
     def names(self) -> list[str]:
-        return [layer["name"] for layer in self.items]
+        return [layer.name for layer in self.layers]
 
     def bypass(self, name: str) -> None:
         """Remove a one-input layer; whatever read it reads its input instead."""
         layer = self[name]
-        [source] = layer["from"]
-        self.items.remove(layer)
-        for other in self.items:
-            other["from"] = [source if s == name else s for s in other["from"]]
+        [source] = layer.inputs
+        self.layers.remove(layer)
+        for other in self.layers:
+            other.inputs = [source if s == name else s for s in other.inputs]
         self.outputs = [source if s == name else s for s in self.outputs]
 
     def keep_only(self, names: set[str]) -> None:
-        self.items = [layer for layer in self.items if layer["name"] in names]
+        self.layers = [layer for layer in self.layers if layer.name in names]
 
     def replace(self, name: str, layer_type: str, args: dict[str, Any]) -> None:
         """Give a layer a new module (same name and inputs)."""
-        layer = self[name]
-        layer.pop("reuse", None)
-        layer["type"] = layer_type
-        layer["args"] = args
-        self.definers[name] = layer
+        old = self[name]
+        new = _layer(name, layer_type, args, old.inputs)
+        self.layers[self.layers.index(old)] = new
+        self.definers[name] = new
 
     def args(self, name: str) -> dict[str, Any]:
         """The constructor arguments of the module a layer calls (editable in place)."""
         layer = self[name]
-        definer = self.definers[layer.get("reuse", name)]
-        return definer.setdefault("args", {})
+        return self.definers[layer.reuse or name].args
 
     def append(self, name: str, layer_type: str, source: str, args: dict[str, Any]) -> None:
-        layer = {"name": name, "type": layer_type, "from": [source], "args": args}
-        self.items.append(layer)
+        layer = _layer(name, layer_type, args, [source])
+        self.layers.append(layer)
         self.definers[name] = layer
         self.outputs = [name]
 
@@ -91,38 +85,29 @@ class Layers:
             candidate = f"{wanted}_{n}"
         return candidate
 
-    def to_spec(self) -> dict[str, Any]:
-        """The spec dict: calls renumbered, ``from`` written only where needed."""
+    def document(self) -> Document:
+        """The edited document: calls renumbered, the first surviving call constructing."""
         calls: Counter[str] = Counter()
         rename: dict[str, str] = {}
-        renumbered = []
-        for layer in self.items:
-            path = layer.get("reuse", layer["name"])
+        layers = []
+        for layer in self.layers:
+            path = layer.reuse or layer.name
             calls[path] += 1
-            new = path if calls[path] == 1 else f"{path}@{calls[path]}"
-            rename[layer["name"]] = new
-            if calls[path] == 1:  # the first surviving call constructs the module
+            name = path if calls[path] == 1 else f"{path}@{calls[path]}"
+            rename[layer.name] = name
+            if calls[path] == 1:
                 definer = self.definers[path]
-                entry = {"name": new, "type": definer["type"]}
-                if definer.get("args"):
-                    entry["args"] = definer["args"]
+                layers.append(Layer(name, definer.type, dict(definer.args), layer.inputs,
+                                    layer.where))
             else:
-                entry = {"name": new, "reuse": path}
-            entry["from"] = layer["from"]
-            renumbered.append(entry)
-        layers, prev = [], INPUT
-        for entry in renumbered:
-            sources = [rename.get(s, s) for s in entry.pop("from")]
-            out = {"name": entry["name"]}
-            out.update({k: entry[k] for k in ("type", "reuse") if k in entry})
-            if sources != [prev]:
-                out["from"] = sources[0] if len(sources) == 1 else sources
-            if "args" in entry:
-                out["args"] = copy.deepcopy(entry["args"])
-            layers.append(out)
-            prev = out["name"]
-        spec = {**copy.deepcopy(self.top), "layers": layers}
+                layers.append(Layer(name, layer.type, {}, layer.inputs, layer.where, path))
+        for layer in layers:
+            layer.inputs = [rename.get(s, s) for s in layer.inputs]
         outputs = [rename.get(s, s) for s in self.outputs]
-        if outputs != [prev]:
-            spec["outputs"] = outputs
-        return spec
+        return dataclasses.replace(self.base, layers=layers, outputs=outputs)
+
+
+def _layer(name: str, layer_type: str, args: dict[str, Any], inputs: list[str]) -> Layer:
+    kind = lookup(layer_type)
+    return Layer(name, kind, kind.bind(args), list(inputs), Where())
+

@@ -1,9 +1,11 @@
-"""The design strategies (SCIENCE.md §3): which layers to change, decided on the analysis.
+"""The design strategies (docs/method.md §2) applied to a model's spec.
 
-Each strategy reads the analysed graph of the original model, edits its flat spec with
-:class:`~rfalint.fix.rewrite.Layers` and returns a :class:`Rewrite`: the new spec, what
-was changed (in words, for the report) and which layers got new, freshly initialised
-modules. They never build the final model; :mod:`rfalint.fix.verify` does.
+Which layers change is decided on the analysed graph by :mod:`rfalint.analysis.plan`,
+the same plans that ``check`` prices; each strategy here applies its plan to the parsed
+flat spec with :class:`~rfalint.fix.rewrite.Rewriter` and returns a :class:`Rewrite`: the
+new :class:`~rfalint.spec.Document`, what was changed (in words, for the report) and which
+layers got new, freshly initialised modules. They never build the final model;
+:mod:`rfalint.fix.verify` does.
 """
 
 from __future__ import annotations
@@ -15,48 +17,37 @@ from typing import Any, Callable
 import torch.nn as nn
 
 from rfalint.analysis import Analysis
-from rfalint.errors import ModelError, UsageError
-from rfalint.fix.rewrite import Layers
-from rfalint.fix.verify import object_sizes_of, probe
-from rfalint.graph import Graph, Kind, Node, Window
-
-
-class NotApplicable(UsageError):
-    """The strategy does not apply to this model (no head to re-attach, no stem...)."""
+from rfalint.analysis.plan import plan_remove_stem, plan_truncate, tail_convs
+from rfalint.errors import UsageError
+from rfalint.fix.rewrite import Rewriter
+from rfalint.graph import Graph, Kind, Node, fmt_axes
+from rfalint.spec import Document
 
 
 @dataclass
 class Rewrite:
     strategy: str
-    spec: dict[str, Any]
+    document: Document
     changes: list[str]
     fresh: set[str] = field(default_factory=set)  # layers whose module is new
 
-
-def _strided(node: Node) -> bool:
-    g = node.geometry
-    return isinstance(g, Window) and not g.transposed and max(g.stride) > 1
-
-
-def _axes(values) -> str:
-    return "x".join(str(v) for v in values) if len(set(values)) > 1 else str(values[0])
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The rewritten spec as plain data (what ``-o FILE`` writes as YAML)."""
+        return self.document.to_data()
 
 
 # ----------------------------------------------------------------------------- truncate
 
 
-def truncate(analysis: Analysis, spec: dict[str, Any]) -> Rewrite:
+def truncate(analysis: Analysis, doc: Document) -> Rewrite:
     """Keep what feeds the border layer's input, then global average pooling, flatten and
     a linear classifier with the channels at the cut and the original number of classes."""
     graph, border = analysis.graph, analysis.border
-    linears = [graph[i] for i in sorted(border.head) if isinstance(graph[i].module, nn.Linear)]
-    if not linears:
-        raise NotApplicable("truncate does not apply: the model has no linear classifier "
-                            "after its readout to re-attach (a fully convolutional net?)")
-    classifier = linears[-1].module
-    cut = graph[border.cut]
-    layers = Layers(spec)
-    kept = {graph[i].name for i in graph.ancestors(border.cut) if i != 0}
+    plan = plan_truncate(analysis)
+    cut, classifier = plan.cut, plan.classifier
+    layers = Rewriter(doc)
+    kept = {graph[i].name for i in plan.kept if i != 0}
     dropped = [n for n in layers.names() if n not in kept]
     layers.keep_only(kept)
     channels = cut.out_shape[1]
@@ -64,48 +55,34 @@ def truncate(analysis: Analysis, spec: dict[str, Any]) -> Rewrite:
     layers.append(pool, f"AdaptiveAvgPool{graph.spatial_dims}d", cut.name, {"output_size": 1})
     flat = layers.free_name("flatten")
     layers.append(flat, "flatten", pool, {"start_dim": 1})
-    head = layers.free_name(linears[-1].name)
+    head = layers.free_name(plan.classifier_name)
     args = {"in_features": channels, "out_features": classifier.out_features}
     if classifier.bias is None:
         args["bias"] = False
     layers.append(head, "Linear", flat, args)
     b_min = graph[border.b_min.node]
-    convs = sum(1 for i in border.tail if graph[i].kind is Kind.CONV)
     changes = [f"removed the border layer '{b_min.name}' (conv #{border.b_min.index} of the "
-               f"main path) and everything after it: {len(dropped)} layers, {convs} of them "
-               "conv layers in the tail",
+               f"main path) and everything after it: {len(dropped)} layers, "
+               f"{tail_convs(analysis)} of them conv layers in the tail",
                f"kept the output of '{cut.name}' ({channels} channels), then added global "
                f"average pooling '{pool}', '{flat}' and a new Linear({channels}, "
                f"{classifier.out_features}) '{head}'"]
-    return Rewrite("truncate", layers.to_spec(), changes, {head})
+    return Rewrite("truncate", layers.document(), changes, {head})
 
 
 # ----------------------------------------------------------------------------- remove-stem
 
-MAX_STEPS = 16
 
-
-def remove_stem(analysis: Analysis, spec: dict[str, Any]) -> Rewrite:
-    """The paper's stem removal, then, while a tail remains, soften the next downsampling.
-
-    The stem is the main path up to its second conv. Its first conv, if strided, becomes a
-    3x3 stride-1 conv of the same width under the same name (new weights: the shape
-    changes); its strided pools are removed. Each further step takes the first strided
-    layer of the main path and every strided layer between the same two feature-map
-    sizes (a residual block's shortcut), sets convs to stride 1 and removes pools.
-    """
-    graph, border = analysis.graph, analysis.border
-    seq = border.sequence
-    stop = border.main_path.index(seq[1].node) if len(seq) > 1 else len(border.main_path)
-    stem = [graph[i] for i in border.main_path[:stop]]
-    if not any(_strided(n) for n in stem):
-        raise NotApplicable("remove-stem does not apply: there is no early downsampling (no "
-                            "strided layer on the main path before its second conv)")
-    layers = Layers(spec)
+def remove_stem(analysis: Analysis, doc: Document) -> Rewrite:
+    """The paper's stem removal, then, while a tail remains, soften the next downsampling
+    (the steps of :func:`rfalint.analysis.plan.plan_remove_stem`)."""
+    graph = analysis.graph
+    plan = plan_remove_stem(analysis)
+    layers = Rewriter(doc)
     changes: list[str] = []
     fresh: set[str] = set()
-    first = graph[seq[0].node]
-    if _strided(first):
+    if plan.replaced is not None:
+        first = graph.by_name(plan.replaced)
         old = first.module
         args = {"in_channels": old.in_channels, "out_channels": old.out_channels,
                 "kernel_size": 3, "padding": 1}
@@ -114,47 +91,29 @@ def remove_stem(analysis: Analysis, spec: dict[str, Any]) -> Rewrite:
         layers.replace(first.name, type(old).__name__, args)
         fresh.add(first.name)
         g = first.geometry
-        changes.append(f"'{first.name}': {_axes(g.kernel)}/{_axes(g.stride)} conv -> new 3/1 "
-                       f"conv with {old.out_channels} channels (padding 1, fresh weights)")
-    for node in stem:
-        if node.kind is Kind.POOL and _strided(node):
-            layers.bypass(node.name)
-            changes.append(f"'{node.name}': removed the {_axes(node.geometry.kernel)}/"
-                           f"{_axes(node.geometry.stride)} {node.op}")
-    spec = layers.to_spec()
-    for _ in range(MAX_STEPS):
-        _, after = probe(spec, graph.input_shape, object_sizes_of(analysis))
-        if not after.border.tail:
-            return Rewrite("remove-stem", spec, changes, fresh)
-        spec, step = _soften(after, spec)
-        changes.append(step)
-    raise ModelError(f"remove-stem: still a tail after {MAX_STEPS} steps")
-
-
-def _soften(analysis: Analysis, spec: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    graph = analysis.graph
-    first = next((graph[i] for i in analysis.border.main_path if _strided(graph[i])), None)
-    if first is None:
-        raise ModelError("remove-stem: the model still has an unproductive tail with no "
-                         "downsampling left on the main path")
-    sizes = (graph[first.inputs[0]].spatial_out, first.spatial_out)
-    group = [n for n in graph if _strided(n) and
-             (graph[n.inputs[0]].spatial_out, n.spatial_out) == sizes]
-    layers = Layers(spec)
-    for node in group:
-        if node.kind is Kind.POOL:
-            layers.bypass(node.name)
-        else:
-            layers.args(node.name)["stride"] = 1
-    names = ", ".join(f"'{n.name}'" for n in group)
-    return layers.to_spec(), (f"downsampling {_axes(sizes[0])} -> {_axes(sizes[1])} removed "
-                              f"({names}: convs to stride 1, pools dropped)")
+        changes.append(f"'{first.name}': {fmt_axes(g.kernel)}/{fmt_axes(g.stride)} conv -> new "
+                       f"3/1 conv with {old.out_channels} channels (padding 1, fresh weights)")
+    for name in plan.removed:
+        node = graph.by_name(name)
+        layers.bypass(name)
+        changes.append(f"'{name}': removed the {fmt_axes(node.geometry.kernel)}/"
+                       f"{fmt_axes(node.geometry.stride)} {node.op}")
+    for step in plan.steps:
+        for name in step.layers:
+            if graph.by_name(name).kind is Kind.POOL:
+                layers.bypass(name)
+            else:
+                layers.args(name)["stride"] = 1
+        names = ", ".join(f"'{n}'" for n in step.layers)
+        changes.append(f"downsampling {fmt_axes(step.sizes[0])} -> {fmt_axes(step.sizes[1])} "
+                       f"removed ({names}: convs to stride 1, pools dropped)")
+    return Rewrite("remove-stem", layers.document(), changes, fresh)
 
 
 # ----------------------------------------------------------------------------- width
 
 
-def width(analysis: Analysis, spec: dict[str, Any], factor: float) -> Rewrite:
+def width(analysis: Analysis, doc: Document, factor: float) -> Rewrite:
     """Scale every conv/linear width by ``factor``, rounded to a multiple of 8.
 
     Kept: the input channels and the width of the last weighted layers (those with no
@@ -164,18 +123,18 @@ def width(analysis: Analysis, spec: dict[str, Any], factor: float) -> Rewrite:
     a scaled tensor gets its new input width.
     """
     if not factor > 0 or math.isinf(factor):
-        raise UsageError(f"--factor must be a positive number, got {factor}")
-    widen = _Widen(analysis.graph, Layers(spec), factor)
+        raise UsageError(f"{{factor}} must be a positive number, got {factor}", options=True)
+    widen = _Widen(analysis.graph, Rewriter(doc), factor)
     for node in analysis.graph.nodes[1:]:
         widen.node(node)
     widths = ", ".join(f"{a}->{b}" for a, b in sorted(widen.mapping.items()))
     changes = [f"scaled {len(widen.done)} layers by {factor:g} (multiples of 8; input channels "
                f"and output width kept): widths {widths}"]
-    return Rewrite("width", widen.layers.to_spec(), changes, set(widen.done))
+    return Rewrite("width", widen.layers.document(), changes, set(widen.done))
 
 
 class _Widen:
-    def __init__(self, graph: Graph, layers: Layers, factor: float):
+    def __init__(self, graph: Graph, layers: Rewriter, factor: float):
         self.graph, self.layers, self.factor = graph, layers, factor
         self.final = _last_weighted(graph)
         self.channels: dict[int, int] = {0: graph.input_shape[0]}  # node id -> new width

@@ -10,17 +10,9 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
-
-from rfalint.weights import read_state_dict
-
-
-def load_weights(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
-    """Read a state dict with ``weights_only=True`` and check it fits ``model`` exactly."""
-    return read_state_dict(path, model)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rfalint.api import CheckResult
 from rfalint.report.locations import Locator, display_path
-from rfalint.rules import fmt_axes
+from rfalint.graph import fmt_axes
 
 COMMANDS = {"error": "error", "warning": "warning", "info": "notice"}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rfalint.analysis.border import LayerStatus
 from rfalint.analysis.cost import regions
 from rfalint.api import CheckResult
 from rfalint.graph import Kind, Window
@@ -31,7 +32,7 @@ def layer_dict(result: CheckResult, node_id: int) -> dict[str, Any]:
         "r_min": list(rf.r_min) if rf else None,
         "r_max": list(rf.r_max) if rf else None,
         "jump": [_fraction(j) for j in rf.jump] if rf else None,
-        "status": analysis.border.status[node_id],
+        "status": analysis.border.status[node_id].value,
         "rf_status": analysis.rf_status[node_id].value,
         "params": result.cost.params[node_id] if result.cost else None,
         "macs": result.cost.macs[node_id] if result.cost else None,
@@ -121,7 +122,7 @@ def to_dict(result: CheckResult) -> dict[str, Any]:
         },
         "tail": [name(t) for t in border.tail],
         "critical": [name(layer.node) for layer in border.sequence
-                     if border.status[layer.node] == "critical"],
+                     if border.status[layer.node] is LayerStatus.CRITICAL],
         "outputs": outputs_list(analysis),
         "findings": [
             {"code": f.code, "severity": f.severity.value, "layer": f.layer,

@@ -17,7 +17,8 @@ import rfalint
 from rfalint.api import CheckResult
 from rfalint.baseline import fingerprint, fingerprint_hash
 from rfalint.report.locations import Locator, relative_uri
-from rfalint.rules import RULES, Finding, Rule, fmt_axes
+from rfalint.graph import fmt_axes
+from rfalint.rules import RULES, Finding, Rule
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = ("https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/"

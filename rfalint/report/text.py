@@ -7,17 +7,18 @@ from rich.table import Table
 from rich.text import Text
 
 from rfalint.analysis import RFStatus
+from rfalint.analysis.border import LayerStatus
 from rfalint.analysis.cost import FVCORE, regions
 from rfalint.analysis.memory import fmt_bytes
+from rfalint.analysis.plan import Candidate
 from rfalint.api import CheckResult
-from rfalint.fix import estimate_lines
-from rfalint.graph import Kind, Window
-from rfalint.rules import fmt_axes
+from rfalint.graph import Kind, Window, fmt_axes
 
-STATUS_STYLE = {"productive": "green", "critical": "yellow", "unproductive": "bold red",
-                "head": "dim"}
+STATUS_STYLE = {LayerStatus.PRODUCTIVE: "green", LayerStatus.CRITICAL: "yellow",
+                LayerStatus.UNPRODUCTIVE: "bold red", LayerStatus.HEAD: "dim"}
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-# Parameter-free per-position nodes add nothing to the RF; shown only with --all-nodes.
+# Per-position nodes (activations, norms, dropout, reshapes) add nothing to the RF, and
+# neither do parameter-free non-spatial ones: shown only with ``all_nodes``.
 QUIET_KINDS = {Kind.POINTWISE, Kind.NONSPATIAL, Kind.INPUT}
 
 
@@ -39,7 +40,9 @@ def _number(value) -> str:
 def _shown(result: CheckResult, node, all_nodes: bool) -> bool:
     if node.id == 0:
         return False
-    if all_nodes or node.kind not in QUIET_KINDS or node.params:
+    if all_nodes or node.kind not in QUIET_KINDS:
+        return True
+    if node.kind is Kind.NONSPATIAL and node.params:  # the classifier head, gate layers
         return True
     return bool(node.gates)
 
@@ -70,7 +73,7 @@ def render_text(result: CheckResult, console: Console, all_nodes: bool = False) 
         table.add_row(
             label, node.op, _geometry(analysis, node),
             fmt_axes(size) if size else "x".join(map(str, node.out_shape[1:])),
-            *_rf_cells(analysis, node.id), *cost, Text(status, style=STATUS_STYLE[status]))
+            *_rf_cells(analysis, node.id), *cost, Text(status.value, style=STATUS_STYLE[status]))
     console.print(table)
     _summary(result, console)
     _findings(result, console)
@@ -108,7 +111,8 @@ def _summary(result: CheckResult, console: Console) -> None:
             lines.append(f"{label}: {at_least}{graph[layer.node].name} (conv #{layer.index} of "
                          f"{n_seq} on the main path, input r_{attr[5:]} "
                          f"{fmt_axes(getattr(layer, attr))} > {ref}){incomplete}")
-    n_critical = sum(1 for layer in border.sequence if border.status[layer.node] == "critical")
+    n_critical = sum(1 for layer in border.sequence
+                     if border.status[layer.node] is LayerStatus.CRITICAL)
     tail_convs = [t for t in border.tail if graph[t].kind is Kind.CONV]
     lines.append(f"tail: {'at least ' if at_least else ''}{len(tail_convs)} conv layers "
                  f"({len(border.tail)} nodes); critical: {n_critical} conv layers on the main "
@@ -245,3 +249,18 @@ def _findings(result: CheckResult, console: Console) -> None:
     for f in result.findings:
         counts[f.severity.value] = counts.get(f.severity.value, 0) + 1
     console.print(", ".join(f"{n} {sev}" for sev, n in counts.items()))
+
+
+def estimate_lines(candidates: list[Candidate], before_params: int, before_macs: int) -> list[str]:
+    """The 'Candidate fixes (estimated)' lines of the check report."""
+    lines = ["Candidate fixes (estimated; `rfalint fix` writes them):"]
+    for c in candidates:
+        if c.figures is None:
+            lines.append(f"  {c.strategy:<12} n/a: {c.reason}")
+            continue
+        f = c.figures
+        lines.append(f"  {c.strategy:<12} params {before_params:,} -> {f.params:,}, "
+                     f"MACs {before_macs / 1e6:,.2f} M -> {f.macs / 1e6:,.2f} M, "
+                     f"tail {f.tail_convs} convs, r_max final {fmt_axes(f.r_max_final)} vs "
+                     f"{f.reference_label()} px")
+    return lines

@@ -7,7 +7,6 @@ from typing import Iterable, Mapping
 
 from rfalint.analysis import Analysis
 from rfalint.errors import UsageError
-from rfalint.graph import fmt_axes
 from rfalint.rules.base import Example, Finding, Rule, Severity
 from rfalint.rules.catalog import RULES
 
@@ -43,4 +42,4 @@ def run_rules(analysis: Analysis, select: Iterable[str] = ("RFA",), ignore: Iter
                                            f.message))
 
 
-__all__ = ["Example", "Finding", "RULES", "Rule", "Severity", "fmt_axes", "get_rule", "run_rules"]
+__all__ = ["Example", "Finding", "RULES", "Rule", "Severity", "get_rule", "run_rules"]

@@ -60,6 +60,12 @@ class Rule(abc.ABC):
     def check(self, analysis: Analysis) -> Iterator[Finding]:
         """Yield this rule's findings for one analysed model."""
 
+    def findings_of(self, model: nn.Module, input_shape: tuple[int, ...]) -> list[Finding]:
+        """This rule's findings on one model (its examples, as ``rfalint rule`` shows them)."""
+        from rfalint.api import analyze  # the API runs the rules: import it when used
+
+        return list(self.check(analyze(model, input_shape)))
+
     def finding(self, layer: str | None, message: str, remedy: str | None = None) -> Finding:
         return Finding(self.code, self.severity, layer, message,
                        self.remedy if remedy is None else remedy, self.name)

@@ -1,4 +1,4 @@
-"""Saturation from data (SCIENCE.md §4): stream layer outputs, measure how much of each
+"""Saturation from data (docs/method.md §7): stream layer outputs, measure how much of each
 layer's feature space the data uses, find the saturation tail and advise on the width.
 
 Pipeline: ``data`` (sources) -> ``stats`` (streaming covariance, eigenvalues) ->

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
+
+from rfalint.load import Target
 
 TAIL_MIN_LAYERS = 3
 TAIL_RATIO = 0.5
@@ -138,7 +139,7 @@ def suggest_factor(s_mu: float) -> float:
 def fix_command(target: str, res: str, factor: float, in_channels: int | None = None,
                 args: Sequence[str] = ()) -> str:
     """``rfalint fix`` with every option that made this run, so it rebuilds the same model."""
-    stem = Path(target.rpartition(":")[2] if ":" in target else target).stem or "model"
+    stem = Target.parse(target).stem or "model"
     words = ["rfalint", "fix", target, "--res", res]
     if in_channels is not None:
         words += ["--in-channels", str(in_channels)]

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rfalint.errors import LoadError, UsageError
+from rfalint.errors import LoadError, UsageError, first_line
 
 RANDOM = "random"
 RANDOM_DEFAULT_SAMPLES = 512
@@ -144,9 +144,9 @@ def open_source(spec: str, input_shape: tuple[int, ...], max_samples: int | None
     ``.npz`` and ``.pt`` dicts ``file.npz:KEY`` picks the array.
     """
     if max_samples is not None and max_samples <= 0:
-        raise UsageError(f"--max-samples must be positive, got {max_samples}")
+        raise UsageError(f"{{max_samples}} must be positive, got {max_samples}", options=True)
     if (mean is None) != (std is None):
-        raise UsageError("--mean and --std go together")
+        raise UsageError("{mean} and {std} go together", options=True)
     if spec == RANDOM:
         size = max_samples or RANDOM_DEFAULT_SAMPLES
         return RandomSource(RANDOM, f"random N(0, 1) inputs, {size} samples (smoke test only)",
@@ -156,15 +156,16 @@ def open_source(spec: str, input_shape: tuple[int, ...], max_samples: int | None
         source = _image_folder(path, input_shape, mean, std)
     elif path.suffix.lower() in TENSOR_SUFFIXES:
         if not path.is_file():
-            raise UsageError(f"--data {path}: no such file")
+            raise UsageError(f"{{data}} {path}: no such file", options=True)
         source = _tensor_file(path, key, input_shape)
     elif not path.exists():
-        raise UsageError(f"--data {spec}: no such file or folder")
+        raise UsageError(f"{{data}} {spec}: no such file or folder", options=True)
     else:
-        raise UsageError(f"--data expects an image folder, a .npy/.npz/.pt file or 'random', "
-                         f"got {spec}")
+        raise UsageError(f"{{data}} expects an image folder, a .npy/.npz/.pt file or 'random', "
+                         f"got {spec}", options=True)
     if mean is not None and not isinstance(source, ImageFolderSource):
-        raise UsageError("--mean/--std apply to image folders; normalise tensor files yourself")
+        raise UsageError("{mean}/{std} apply to image folders; normalise tensor files yourself",
+                         options=True)
     if max_samples is not None and max_samples < source.size:
         source.notes.append(f"using the first {max_samples} of {source.size} samples")
         source.size = max_samples
@@ -181,21 +182,22 @@ def _split_key(spec: str) -> tuple[Path, str | None]:
 
 def _image_folder(path: Path, input_shape: tuple[int, ...], mean, std) -> ImageFolderSource:
     if len(input_shape) != 3:
-        raise UsageError(f"--data {path}: image folders need a model with 2-D inputs, this one "
-                         f"takes {len(input_shape) - 1}-D inputs")
+        raise UsageError(f"{{data}} {path}: image folders need a model with 2-D inputs, this one "
+                         f"takes {len(input_shape) - 1}-D inputs", options=True)
     channels = input_shape[0]
     if channels not in IMAGE_MODES:
-        raise UsageError(f"--data {path}: images have 1, 3 or 4 channels, the model takes "
-                         f"{channels}")
-    for name, values in (("--mean", mean), ("--std", std)):
+        raise UsageError(f"{{data}} {path}: images have 1, 3 or 4 channels, the model takes "
+                         f"{channels}", options=True)
+    for name, values in (("{mean}", mean), ("{std}", std)):
         if values is not None and len(values) != channels:
             raise UsageError(f"{name} needs {channels} values (one per input channel), "
-                             f"got {len(values)}")
+                             f"got {len(values)}", options=True)
     if std is not None and any(s <= 0 for s in std):
-        raise UsageError("--std values must be positive")
+        raise UsageError("{std} values must be positive", options=True)
     files = sorted(p for p in _walk(path) if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise UsageError(f"--data {path}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        raise UsageError(f"{{data}} {path}: no images ({', '.join(IMAGE_SUFFIXES)}) found",
+                         options=True)
     classes = {f.parent for f in files}
     layout = f"{len(classes)} class folders" if path not in classes else "flat folder"
     source = ImageFolderSource(
@@ -225,8 +227,8 @@ def _tensor_file(path: Path, key: str | None, input_shape: tuple[int, ...]) -> T
         else:
             loaded = _torch_load(path)
     except Exception as exc:  # corrupt file, pickled objects, not a zip: one line
-        raise LoadError(f"--data {path}: cannot read: {type(exc).__name__}: "
-                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
+        raise LoadError(f"{{data}} {path}: cannot read: {type(exc).__name__}: "
+                        f"{first_line(exc)}", options=True) from exc
     array, picked = _pick(path, loaded, key)
     notes = [picked] if picked else []
     return _fit(path, array, input_shape, notes)
@@ -242,7 +244,8 @@ def _pick(path: Path, loaded, key: str | None) -> tuple[object, str]:
     """The input array out of what a file holds, and a note saying how it was chosen."""
     if isinstance(loaded, (np.ndarray, torch.Tensor)):
         if key is not None:
-            raise UsageError(f"--data {path}:{key}: the file holds a single array, drop ':{key}'")
+            raise UsageError(f"{{data}} {path}:{key}: the file holds a single array, drop ':{key}'",
+                             options=True)
         return loaded, ""
     if isinstance(loaded, (list, tuple)) and loaded and isinstance(loaded[0], torch.Tensor):
         return loaded[0], f"{path} holds a {type(loaded).__name__}; using its first element"
@@ -250,20 +253,21 @@ def _pick(path: Path, loaded, key: str | None) -> tuple[object, str]:
     if hasattr(loaded, "files"):  # NpzFile: keys without reading every array
         mapping = {k: None for k in loaded.files}
     if mapping is None:
-        raise UsageError(f"--data {path}: expected an array, a tensor or a dict of them, got "
-                         f"{type(loaded).__name__}")
+        raise UsageError(f"{{data}} {path}: expected an array, a tensor or a dict of them, got "
+                         f"{type(loaded).__name__}", options=True)
     keys = list(mapping)
     if key is not None:
         if key not in mapping:
-            raise UsageError(f"--data {path}: no array {key!r} (has: {', '.join(keys)})")
+            raise UsageError(f"{{data}} {path}: no array {key!r} (has: {', '.join(keys)})",
+                             options=True)
         return loaded[key], ""
     if len(keys) == 1:
         return loaded[keys[0]], ""
     for name in INPUT_KEYS:
         if name in mapping:
             return loaded[name], f"{path}: using array {name!r} of {', '.join(keys)}"
-    raise UsageError(f"--data {path}: several arrays ({', '.join(keys)}); pick one with "
-                     f"{path}:KEY")
+    raise UsageError(f"{{data}} {path}: several arrays ({', '.join(keys)}); pick one with "
+                     f"{path}:KEY", options=True)
 
 
 def _fit(path: Path, array, input_shape: tuple[int, ...], notes: list[str]) -> TensorSource:
@@ -277,8 +281,8 @@ def _fit(path: Path, array, input_shape: tuple[int, ...], notes: list[str]) -> T
     is_int = (not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool) \
         if isinstance(array, torch.Tensor) else np.issubdtype(dtype, np.integer)
     if not (is_float or is_int):
-        raise UsageError(f"--data {path}: arrays of {dtype} cannot be model inputs; "
-                         "use floats or integers")
+        raise UsageError(f"{{data}} {path}: arrays of {dtype} cannot be model inputs; "
+                         "use floats or integers", options=True)
     axes = "".join("DHW"[3 - len(spatial):])
     if len(shape) == len(first) + 1 and shape[1:] == first:
         channels_last = False
@@ -288,11 +292,11 @@ def _fit(path: Path, array, input_shape: tuple[int, ...], notes: list[str]) -> T
                      f"(channels last) and moved to (N, C, {', '.join(axes)})")
     else:
         raise UsageError(
-            f"--data {path}: shape {shape} does not fit the model input {first}: expected "
+            f"{{data}} {path}: shape {shape} does not fit the model input {first}: expected "
             f"(N, {', '.join(map(str, first))}) or (N, {', '.join(map(str, last))}); "
-            "check --res and --in-channels")
+            "check {res} and {in_channels}", options=True)
     if shape[0] == 0:
-        raise UsageError(f"--data {path}: holds no samples (shape {shape})")
+        raise UsageError(f"{{data}} {path}: holds no samples (shape {shape})", options=True)
     scale = 1.0
     if dtype == (torch.uint8 if isinstance(array, torch.Tensor) else np.uint8):
         scale = 1 / 255

@@ -10,13 +10,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from rfalint.report.text import STATUS_STYLE
 from rfalint.saturation.run import SaturationResult
 
 SCHEMA_VERSION = 1  # bump on breaking changes; adding fields is not breaking
 BAR_WIDTH = 24
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
-STATUS_STYLE = {"productive": "green", "critical": "yellow", "unproductive": "bold red",
-                "head": "dim"}
 
 
 def bar(value: float, width: int = BAR_WIDTH) -> str:

@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from rfalint.analysis import Analysis
 from rfalint.api import analyze
-from rfalint.errors import ModelError, UsageError
+from rfalint.errors import ModelError, UsageError, first_line
 from rfalint.graph import Kind, Node
 from rfalint.saturation.advice import (Tail, TailComparison, WidthAdvice, compare_tails,
                                        find_tail, width_advice)
@@ -74,16 +74,18 @@ class SaturationResult:
 
 def resolve_device(request: str) -> torch.device:
     if request not in DEVICES:
-        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {request!r}")
+        raise UsageError(f"{{device}} must be one of {', '.join(DEVICES)}, got {request!r}",
+                         options=True)
     if request == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is available to torch here")
+        raise UsageError("{device} cuda: no CUDA GPU is available to torch here", options=True)
     if request == "auto":
         request = "cuda" if torch.cuda.is_available() else "cpu"
     if request == "cuda" and "LOCAL_RANK" in os.environ:
         local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
         if local >= gpus:
             raise UsageError(f"torchrun local rank {local} has no GPU of its own ({gpus} "
-                             "visible): start at most one process per GPU, or use --device cpu")
+                             "visible): start at most one process per GPU, or use {device} cpu",
+                             options=True)
         return torch.device("cuda", local)
     return torch.device(request)
 
@@ -175,9 +177,8 @@ def stream(model: nn.Module, nodes: list[Node], source: Source, batch_size: int,
                 try:
                     model(batch.to(device, non_blocking=True))
                 except Exception as exc:
-                    line = (str(exc).strip().splitlines() or [""])[0]
                     raise ModelError(f"the model's forward failed on the data: "
-                                     f"{type(exc).__name__}: {line}") from exc
+                                     f"{type(exc).__name__}: {first_line(exc)}") from exc
                 seen += len(batch)
             bar.advance(task)
     moments = {name: acc.moments() for name, acc in recorder.accumulators.items()}
@@ -197,9 +198,9 @@ def run_saturation(model: nn.Module, input_shape: tuple[int, ...], source: Sourc
     ``command_for(factor)`` renders the ``rfalint fix`` command of the width advice.
     """
     if not (0 < delta <= 1):  # also rejects NaN
-        raise UsageError(f"--delta must be in (0, 1], got {delta}")
+        raise UsageError(f"{{delta}} must be in (0, 1], got {delta}", options=True)
     if batch_size <= 0:
-        raise UsageError(f"--batch-size must be positive, got {batch_size}")
+        raise UsageError(f"{{batch_size}} must be positive, got {batch_size}", options=True)
     target = resolve_device(device)
     if weights is not None:
         load_weights(model, weights)
@@ -218,8 +219,8 @@ def run_saturation(model: nn.Module, input_shape: tuple[int, ...], source: Sourc
     if ctx.rank != 0:
         return None
     if samples == 0:
-        raise UsageError(f"--data: none of the {len(source)} samples could be read "
-                         f"({unreadable} unreadable)")
+        raise UsageError(f"{{data}}: none of the {len(source)} samples could be read "
+                         f"({unreadable} unreadable)", options=True)
     return _summarise(analysis, nodes, moments, source, name, delta, target, ctx.world,
                       samples, unreadable, weights, command_for)
 
@@ -230,7 +231,7 @@ def _summarise(analysis, nodes, moments, source, name, delta, device, world, sam
     rf_tail = set(border.tail)
     layers = [LayerResult(n.name, n.op, n.id, _positions(n, feature_dim(n.module)),
                           layer_stats(moments[n.name], delta),
-                          border.status[n.id], n.id in rf_tail) for n in nodes]
+                          border.status[n.id].value, n.id in rf_tail) for n in nodes]
     defined = [layer for layer in layers if layer.stats.defined]
     s_mu = sum(layer.stats.saturation for layer in defined) / len(defined) if defined else None
     # The tail is looked for over the layers with a defined saturation, in forward order.
@@ -257,7 +258,7 @@ def _warn(result: SaturationResult, analysis: Analysis, unreadable: int, source:
                  "the model or its width")
     if result.weights is None:
         w.append("no --weights: this is the untrained model; saturation is meaningful on a "
-                 "trained model (SCIENCE.md §4)")
+                 "trained model (docs/method.md §7)")
     if unreadable:
         shown = "; ".join(source.unreadable[:3])
         w.append(f"skipped {unreadable} unreadable image{'s' if unreadable > 1 else ''}"

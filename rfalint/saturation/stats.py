@@ -1,4 +1,4 @@
-"""Streaming covariance of layer outputs and the saturation computed from it (SCIENCE.md §4).
+"""Streaming covariance of layer outputs and the saturation computed from it (docs/method.md §7).
 
 Per measured layer the float64 sums of delve (dissertation §6.1.3, eq. 11) are formed:
 ``Σ xᵀx`` (C x C), ``Σ x`` (C) and the observation count ``n`` (:class:`Moments`).

@@ -30,7 +30,6 @@ from typing import Any
 import torch.nn as nn
 
 from rfalint.spec.build import SpecModel, build_document
-from rfalint.spec.build import build_meta as _build_meta
 from rfalint.spec.document import FORMAT_VERSION, Document, Layer, parse
 from rfalint.spec.errors import ExportError, SpecError, Where
 from rfalint.spec.export import export, from_graph
@@ -38,7 +37,7 @@ from rfalint.spec.limits import Limits
 from rfalint.spec.yamlio import dump_yaml, load_yaml
 
 __all__ = ["FORMAT_VERSION", "Document", "ExportError", "Layer", "Limits", "SpecError",
-           "SpecModel", "build", "build_meta", "dump", "export", "export_yaml", "from_graph", "load", "loads",
+           "SpecModel", "build", "dump", "export", "export_yaml", "from_graph", "load", "loads",
            "name_for", "parse", "read"]
 
 
@@ -66,11 +65,6 @@ def build(spec: dict[str, Any] | Document, limits: Limits = Limits()) -> SpecMod
     return build_document(doc, limits)
 
 
-def build_meta(spec: dict[str, Any], limits: Limits = Limits()) -> SpecModel:
-    """Assemble a spec dict on the meta device, unchecked: no weights, no shape check."""
-    return _build_meta(parse(spec, None, limits), limits)
-
-
 def loads(text: str, file: str = "<spec>", limits: Limits = Limits()) -> SpecModel:
     """Build a spec from YAML text; ``file`` names it in error messages."""
     return build_document(parse(load_yaml(text, file, limits), file, limits), limits)
@@ -88,12 +82,9 @@ def dump(spec: dict[str, Any], header: str = "") -> str:
 
 def name_for(target: str) -> str:
     """A spec name for a MODEL target: ``file.py:resnet18``, ``file.py``, ``pkg.mod:Net``."""
-    path, _, entry = target.rpartition(":") if ":" in target else (target, "", "")
-    if entry:
-        return entry
-    if path.endswith((".py", ".yaml", ".yml")):
-        return Path(path).stem
-    return path.rsplit(".", 1)[-1]
+    from rfalint.load import Target
+
+    return Target.parse(target).stem
 
 
 def export_yaml(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
+from rfalint.errors import first_line
 from rfalint.spec.document import INPUT, Document, Layer
 from rfalint.spec.errors import SpecError
 from rfalint.spec.limits import Limits
@@ -76,13 +77,9 @@ def _construct(layer: Layer) -> nn.Module:
         return layer.type.factory(**layer.args)
     except Exception as exc:
         args = ", ".join(f"{k}={v!r}" for k, v in layer.args.items())
-        raise SpecError(f"{layer.type.name}({args}) failed: {_first_line(exc)}",
+        raise SpecError(f"{layer.type.name}({args}) failed: "
+                        f"{first_line(exc) or type(exc).__name__}",
                         layer.where, layer.name) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _assemble(doc: Document, limits: Limits) -> SpecModel:
@@ -143,7 +140,7 @@ def check_shapes(model: SpecModel, doc: Document, limits: Limits = Limits()) -> 
                 out = module(*inputs)
             except Exception as exc:
                 if len(inputs) == 1:
-                    what = f"input {source} does not fit: {_first_line(exc)}"
+                    what = f"input {source} does not fit: {first_line(exc) or type(exc).__name__}"
                 else:
                     what = "inputs do not match: " + " and ".join(
                         f"'{s}' {_shape(t)}" for s, t in zip(step.inputs, inputs))
@@ -173,13 +170,6 @@ def _check_in_place(model: SpecModel, doc: Document) -> None:
             raise SpecError(f"works in place (inplace: true) and so changes '{source}', which "
                             f"'{later}' reads afterwards; set inplace: false",
                             layer.where, layer.name)
-
-
-def build_meta(doc: Document, limits: Limits = Limits()) -> SpecModel:
-    """Assemble ``doc`` on the meta device without checking shapes: for callers that run
-    the model anyway (``fix`` estimates capture it at once)."""
-    with torch.device("meta"):
-        return _assemble(doc, limits)
 
 
 def build_document(doc: Document, limits: Limits = Limits()) -> SpecModel:

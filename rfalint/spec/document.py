@@ -67,6 +67,38 @@ class Document:
     def input_shape(self) -> tuple[int, ...]:
         return (self.channels, *self.size)
 
+    def to_data(self) -> dict[str, Any]:
+        """The flat spec data (plain lists, ``from`` only where it is not the previous
+        layer): what :func:`parse` reads back into this document and ``dump`` writes."""
+        layers, prev = [], INPUT
+        for layer in self.layers:
+            entry: dict[str, Any] = {"name": layer.name}
+            if layer.reuse is not None:
+                entry["reuse"] = layer.reuse
+            else:
+                entry["type"] = layer.type.name
+            if layer.inputs != [prev]:
+                entry["from"] = layer.inputs[0] if len(layer.inputs) == 1 else list(layer.inputs)
+            if layer.args:
+                entry["args"] = _plain(layer.args)
+            layers.append(entry)
+            prev = layer.name
+        data: dict[str, Any] = {"rfalint_spec": FORMAT_VERSION, "name": self.name,
+                                "input": {"channels": self.channels, "size": list(self.size)},
+                                "layers": layers}
+        if self.outputs != [prev]:
+            data["outputs"] = list(self.outputs)
+        return data
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (from checked arguments) as lists, as YAML and ``from_graph`` write them."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
 
 @dataclass
 class _Block:

@@ -23,6 +23,7 @@ import torch.nn as nn
 from torch.utils._pytree import tree_flatten
 
 from rfalint.capture import capture
+from rfalint.errors import first_line
 from rfalint.graph import Graph, Node
 from rfalint.spec.document import FORMAT_VERSION, INPUT
 from rfalint.spec.errors import ExportError, SpecError
@@ -305,7 +306,7 @@ def _same_output(model: nn.Module, built: nn.Module, input_shape: tuple[int, ...
             want = [t for t in tree_flatten(model(x))[0] if isinstance(t, torch.Tensor)]
         except Exception as exc:
             raise ExportError(f"the model does not run on a batch of 2 ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}), so its "
+                              f"{first_line(exc)}), so its "
                               "reshapes cannot be written per sample") from None
         have = built(x)
     if len(want) != 1:

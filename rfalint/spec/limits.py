@@ -23,5 +23,3 @@ class Limits:
     max_params: int = 500_000_000  # parameters of the built model (2 GB in float32)
     max_activation: int = 1 << 28  # values in one layer output at the spec's input size
 
-
-DEFAULT_LIMITS = Limits()

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from rfalint.errors import first_line
 from rfalint.spec.errors import SpecError, Where
 from rfalint.spec.limits import Limits
 
@@ -136,7 +137,7 @@ def load_yaml(text: str, file: str, limits: Limits) -> Any:
         raise SpecError(f"malformed YAML: {problem}",
                         Where(file, mark.line + 1 if mark else None)) from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"malformed YAML: {str(exc).splitlines()[0]}", Where(file)) from None
+        raise SpecError(f"malformed YAML: {first_line(exc)}", Where(file)) from None
     except RecursionError:
         raise SpecError("the YAML document nests too deeply", Where(file)) from None
     finally:

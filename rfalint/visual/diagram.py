@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rfalint.analysis import Analysis
-from rfalint.graph import Kind, Node, Window
-from rfalint.rules import fmt_axes
+from rfalint.graph import Kind, Node, Window, fmt_axes
 
 # status -> (fill, outline, text colour)
 STATUS_COLORS = {
@@ -72,7 +71,7 @@ def _layout(analysis: Analysis, all_nodes: bool) -> list[_Shown]:
         lines.append(detail)
         if node.id == b_min:
             lines.append("border layer b_min")
-        shown.append(_Shown(node, lines, border.status[node.id], node.id == b_min, ins))
+        shown.append(_Shown(node, lines, border.status[node.id].value, node.id == b_min, ins))
     return shown
 
 

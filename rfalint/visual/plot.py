@@ -1,4 +1,5 @@
-"""``--plot``: r_min and r_max per layer of the main path against the input resolution.
+"""The RF plot (``check --plot``): r_min and r_max per layer of the main path against the
+input resolution.
 
 The picture of the papers' figures: one point per conv layer of the layer sequence,
 the input size as a horizontal line, the tail shaded and the border layer b_min marked.
@@ -13,12 +14,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from rfalint.analysis import Analysis
+from rfalint.analysis import Analysis, LayerStatus
 from rfalint.errors import UsageError
 from rfalint.fileio import write_atomic
-from rfalint.rules import fmt_axes
+from rfalint.graph import fmt_axes
 
-MISSING = "--plot needs matplotlib: pip install rfalint[plot]"
+MISSING = "{plot} needs matplotlib: pip install rfalint[plot]"
 NAMED_TICKS_UP_TO = 40  # beyond this many layers, tick labels are indices only
 LOG_SCALE_FROM = 10  # log y-axis when the largest RF exceeds the input this many times
 
@@ -31,7 +32,7 @@ def _canvas():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise UsageError(MISSING) from None
+        raise UsageError(MISSING, options=True) from None
     return Figure, FigureCanvasAgg
 
 
@@ -41,10 +42,11 @@ def check_plot_path(path: Path) -> str:
     formats = canvas.get_supported_filetypes()
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in formats:
-        raise UsageError(f"--plot {path}: unsupported image type {path.suffix or '(none)'!r}; "
-                         f"use one of {', '.join('.' + f for f in sorted(formats))}")
+        raise UsageError(f"{{plot}} {path}: unsupported image type {path.suffix or '(none)'!r}; "
+                         f"use one of {', '.join('.' + f for f in sorted(formats))}", options=True)
     if not path.resolve().parent.is_dir():
-        raise UsageError(f"--plot {path}: directory {path.resolve().parent} does not exist")
+        raise UsageError(f"{{plot}} {path}: directory {path.resolve().parent} does not exist",
+                         options=True)
     return fmt
 
 
@@ -89,7 +91,8 @@ def draw_rf(analysis: Analysis, title: str):
                 markersize=marker * 0.7, linewidth=1.4, markerfacecolor="white")
         ax.axhline(size, color=COLORS["input"], linestyle="--", linewidth=1.2,
                    label=f"{what} {size} px")
-        critical = [x for x, layer in zip(xs, seq) if border.status[layer.node] == "critical"]
+        critical = [x for x, layer in zip(xs, seq)
+                    if border.status[layer.node] is LayerStatus.CRITICAL]
         for i, x in enumerate(critical):
             ax.axvspan(x - 0.5, x + 0.5, color=COLORS["critical"], alpha=0.2, linewidth=0,
                        label=None if i else "critical (r_max > input only)")
