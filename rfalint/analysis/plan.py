@@ -160,8 +160,8 @@ def plan_remove_stem(analysis: Analysis) -> StemPlan:
         if node.kind is Kind.POOL and strided(node):
             plan.removed.append(node.name)
             edits[node.id] = None
-    sizes = object_sizes_of(analysis)
-    after = analyze_graph(resized(graph, edits, border.head), sizes)
+    objects = object_sizes_of(analysis)
+    after = analyze_graph(resized(graph, edits, border.head), objects)
     for _ in range(MAX_STEPS):
         if not after.border.tail:
             plan.after = after
@@ -171,7 +171,7 @@ def plan_remove_stem(analysis: Analysis) -> StemPlan:
         step = {n.id: None if n.kind is Kind.POOL else
                 dataclasses.replace(n.geometry, stride=(1,) * len(n.geometry.stride))
                 for n in group}
-        after = analyze_graph(resized(after.graph, step, after.border.head), sizes)
+        after = analyze_graph(resized(after.graph, step, after.border.head), objects)
     raise ModelError(f"remove-stem: still a tail after {MAX_STEPS} steps")
 
 
