@@ -280,7 +280,36 @@ def _softmax(a: dict[str, Any]):
     return empty_like(x)
 
 
+_INTERPOLATE_DIMS = {"nearest": (1, 2, 3), "nearest-exact": (1, 2, 3), "area": (1, 2, 3),
+                     "linear": (1,), "bilinear": (2,), "bicubic": (2,), "trilinear": (3,)}
+
+
+def _interpolate(a: dict[str, Any]):
+    """``F.interpolate``: ``size``, else ``floor(in * scale_factor)`` per spatial axis."""
+    x, size, scale = a.get("input"), a.get("size"), a.get("scale_factor")
+    mode = a.get("mode", "nearest")
+    if not _plain(x) or x.dim() < 3 or (size is None) == (scale is None) or a.get("antialias"):
+        return None
+    spatial = x.dim() - 2
+    if spatial not in _INTERPOLATE_DIMS.get(mode, ()):
+        return None
+    if size is not None:
+        out = _ints(size, spatial)
+    elif isinstance(scale, (int, float)) or (isinstance(scale, (list, tuple)) and
+                                              all(isinstance(f, (int, float)) for f in scale)):
+        factors = [scale] * spatial if isinstance(scale, (int, float)) else list(scale)
+        if len(factors) != spatial:
+            return None
+        out = [int(float(i) * float(f)) for i, f in zip(x.shape[2:], factors)]
+    else:
+        return None
+    if out is None or any(o <= 0 for o in out):
+        return None
+    return empty((*x.shape[:2], *out), x)
+
+
 SHAPE_FUNCTIONS: dict[str, ShapeFunction] = {
+    "interpolate": _interpolate,
     **{f"conv{n}d": _conv(n) for n in (1, 2, 3)},
     **{f"conv_transpose{n}d": _conv_transpose(n) for n in (1, 2, 3)},
     **{f"max_pool{n}d": _pool(n, True) for n in (1, 2, 3)},
