@@ -128,7 +128,8 @@ def test_width_keeps_depthwise_groups_equal_to_channels():
 def test_auto_prefers_by_params_or_macs():
     model = fixture_model("resnet18", width=8)
     by_params = fix.fix(model, (3, 32, 32), "auto", "r18", prefer="params")
-    assert [c.strategy for c in by_params.candidates] == ["truncate", "remove-stem"]
+    assert [c.strategy for c in by_params.candidates] == ["truncate", "remove-stem", "rebalance",
+                                                          "reposition"]
     assert by_params.strategy == "truncate"
     stem = next(c for c in by_params.candidates if c.strategy == "remove-stem")
     assert by_params.after.params < stem.figures.params

@@ -32,10 +32,12 @@ from rfalint import spec as spec_api
 from rfalint.analysis import Analysis, ObjectSize, analyze_graph
 from rfalint.analysis.cost import Cost
 from rfalint.capture import capture
-from rfalint.errors import RfalintError, UsageError
+from rfalint.errors import ModelError, RfalintError, UsageError
 from rfalint.fix.emit_python import emit_python
 from rfalint.fix.output import check_output, write_all
 from rfalint.fix.report import estimate_lines, render_fix
+from rfalint.fix.reposition import reposition
+from rfalint.fix.stage_layout import rebalance
 from rfalint.fix.strategies import (NotApplicable, Rewrite, remove_stem, truncate,
                                      width)
 from rfalint.fix.verify import (Figures, figures, object_sizes_of, probe, reference_of,
@@ -47,7 +49,9 @@ TAIL_STRATEGIES: dict[str, Callable[[Analysis, dict[str, Any]], Rewrite]] = {
     "truncate": truncate,
     "remove-stem": remove_stem,
 }
-STRATEGIES = (*TAIL_STRATEGIES, "width", "auto")
+# Strategies that change the stage layout (docs/method.md §6).
+LAYOUT_STRATEGIES = ("rebalance", "reposition")
+STRATEGIES = (*TAIL_STRATEGIES, *LAYOUT_STRATEGIES, "width", "auto")
 PREFERENCES = ("params", "macs", "balanced")
 
 
@@ -70,6 +74,7 @@ class FixResult:
     after: Figures | None = None
     model: nn.Module | None = field(default=None, repr=False)  # built and verified
     candidates: list[Candidate] = field(default_factory=list)  # auto: every one evaluated
+    note: str = ""  # why there is nothing to change (rewrite None)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -78,20 +83,35 @@ class FixResult:
 
 def fix(model: nn.Module, input_shape: tuple[int, ...], strategy: str, name: str = "model",
         prefer: str = "balanced", factor: float | None = None,
-        object_sizes: dict[str | None, ObjectSize] | None = None) -> FixResult:
+        object_sizes: dict[str | None, ObjectSize] | None = None, theta: float = 0.0,
+        max_macs_ratio: float | None = None) -> FixResult:
     """Rewrite ``model`` with ``strategy`` and verify the result; raises RfalintError
     (UsageError: the strategy does not apply; ModelError: the result fails verification).
     With ``object_sizes`` the tail is measured against the object size (docs/method.md §5),
-    and so is the re-check of the result."""
+    and so is the re-check of the result. ``theta``: rebalance's threshold;
+    ``max_macs_ratio``: reposition's cost cap (docs/method.md §6)."""
     if strategy not in STRATEGIES:
         raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if prefer not in PREFERENCES:
         raise UsageError(f"--prefer must be one of {', '.join(PREFERENCES)}, got {prefer!r}")
     if (strategy == "width") != (factor is not None):
         raise UsageError("--factor goes with --strategy width (and width needs --factor)")
+    if theta and strategy not in ("rebalance", "auto"):
+        raise UsageError("--theta goes with --strategy rebalance (or auto)")
+    if max_macs_ratio is not None and strategy not in ("reposition", "auto"):
+        raise UsageError("--max-macs-ratio goes with --strategy reposition (or auto)")
+    if max_macs_ratio is not None and not max_macs_ratio > 0:
+        raise UsageError(f"--max-macs-ratio must be a positive number, got {max_macs_ratio}")
     analysis = analyze_graph(capture(model, tuple(input_shape), name=name), object_sizes)
     before = figures(model, analysis)
     recheck = object_sizes_of(analysis)
+    if strategy in LAYOUT_STRATEGIES:
+        spec = spec_api.from_graph(analysis.graph, name)
+        rewrite, note = _layout(strategy, model, analysis, spec, theta, max_macs_ratio)
+        if rewrite is None:
+            return FixResult(strategy, before, None, note=note)
+        checked = _verify_layout(rewrite, analysis, recheck)
+        return FixResult(strategy, before, rewrite, checked.figures, checked.model)
     if strategy != "width" and not analysis.border.tail:
         return FixResult(strategy, before, None)
     spec = spec_api.from_graph(analysis.graph, name)
@@ -104,20 +124,51 @@ def fix(model: nn.Module, input_shape: tuple[int, ...], strategy: str, name: str
         checked = verify(rewrite.spec, analysis.graph.input_shape, clean=True, object_sizes=recheck)
         return FixResult(strategy, before, rewrite, checked.figures, checked.model)
     candidates = []
-    for name_, apply in TAIL_STRATEGIES.items():
+    for name_ in (*TAIL_STRATEGIES, *LAYOUT_STRATEGIES):
         try:
-            rewrite = apply(analysis, spec)
-            checked = verify(rewrite.spec, analysis.graph.input_shape, clean=True, object_sizes=recheck)
+            if name_ in TAIL_STRATEGIES:
+                rewrite, note = TAIL_STRATEGIES[name_](analysis, spec), ""
+            else:
+                rewrite, note = _layout(name_, model, analysis, spec, theta, max_macs_ratio)
+            if rewrite is None:
+                candidates.append(Candidate(name_, reason=note))
+                continue
+            checked = _verify_layout(rewrite, analysis, recheck) if name_ in LAYOUT_STRATEGIES \
+                else verify(rewrite.spec, analysis.graph.input_shape, clean=True,
+                            object_sizes=recheck)
         except RfalintError as exc:
             candidates.append(Candidate(name_, reason=str(exc)))
         else:
             candidates.append(Candidate(name_, checked.figures, "", rewrite, checked.model))
-    usable = [c for c in candidates if c.figures is not None]
+    # auto removes the tail: rebalance is shown for comparison, chosen only without a tail
+    usable = [c for c in candidates if c.figures is not None and not c.figures.tail_convs]
     if not usable:
-        raise NotApplicable("auto: no strategy applies: " +
-                            "; ".join(f"{c.strategy}: {c.reason}" for c in candidates))
+        raise NotApplicable("auto: no strategy removes the tail: " +
+                            "; ".join(f"{c.strategy}: {c.reason or 'a tail remains'}"
+                                      for c in candidates))
     best = min(usable, key=lambda c: _score(c.figures, before, prefer))
     return FixResult(best.strategy, before, best.rewrite, best.figures, best.model, candidates)
+
+
+def _verify_layout(rewrite: Rewrite, analysis: Analysis, recheck):
+    """Verify a layout rewrite; reposition must leave no tail and match its prediction."""
+    checked = verify(rewrite.spec, analysis.graph.input_shape,
+                     clean=rewrite.strategy == "reposition", object_sizes=recheck)
+    found = (checked.figures.macs, checked.figures.params)
+    if rewrite.expect is not None and found != rewrite.expect:
+        raise ModelError(f"{rewrite.strategy}: the rewritten model has {found[0]:,} MACs and "
+                         f"{found[1]:,} params, the analytic search predicted "
+                         f"{rewrite.expect[0]:,} and {rewrite.expect[1]:,}")
+    return checked
+
+
+def _layout(strategy: str, model: nn.Module, analysis: Analysis, spec: dict[str, Any],
+            theta: float, max_macs_ratio: float | None) -> tuple[Rewrite | None, str]:
+    if strategy == "rebalance":
+        rewrite, plan, _ = rebalance(analysis, spec, theta)
+        return rewrite, (f"the organizer makes no move (units per stage "
+                         f"{plan.counts_before}, theta {theta:g})")
+    return reposition(model, analysis, spec, max_macs_ratio)
 
 
 def _score(after: Figures, before: Figures, prefer: str) -> tuple[float, ...]:
@@ -175,6 +226,6 @@ EMITTERS: dict[str, Callable[[FixResult, str], str]] = {
     "python": lambda result, origin: emit_python(result.spec, header=_header(result, origin)),
 }
 
-__all__ = ["EMITTERS", "check_output", "estimate_lines", "render_fix", "write_all", "Candidate", "FixResult", "Figures", "NotApplicable", "PREFERENCES", "Rewrite",
+__all__ = ["LAYOUT_STRATEGIES", "EMITTERS", "check_output", "estimate_lines", "render_fix", "write_all", "Candidate", "FixResult", "Figures", "NotApplicable", "PREFERENCES", "Rewrite",
            "STRATEGIES", "Transfer", "emit_python", "estimate", "fix", "load_weights",
            "save_weights", "transfer"]

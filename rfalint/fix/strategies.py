@@ -31,6 +31,7 @@ class Rewrite:
     spec: dict[str, Any]
     changes: list[str]
     fresh: set[str] = field(default_factory=set)  # layers whose module is new
+    expect: tuple[int, int] | None = None  # predicted (MACs, params), checked after the build
 
 
 def _strided(node: Node) -> bool:

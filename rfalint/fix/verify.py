@@ -19,6 +19,7 @@ from rfalint import spec as spec_api
 from rfalint.analysis import Analysis, ObjectSize, analyze_graph
 from rfalint.analysis.cost import GRAPH, measure
 from rfalint.analysis.memory import activation_memory, model_dtype
+from rfalint.analysis.stages import NoStages, dif_sum, find_stages
 from rfalint.capture import capture
 from rfalint.errors import ModelError
 from rfalint.graph import Kind
@@ -37,6 +38,7 @@ class Figures:
     # Peak live activation bytes at batch 1 (docs/method.md §5); None where only estimated.
     activation_peak: int | None = None
     reference: tuple[int, ...] | None = None  # the object size, when not the image
+    dif_sum: float | None = None  # sum of the units' IF gains; None without stages
 
 
 def figures(model: nn.Module, analysis: Analysis) -> Figures:
@@ -44,8 +46,12 @@ def figures(model: nn.Module, analysis: Analysis) -> Figures:
     graph = analysis.graph
     tail = sum(1 for i in analysis.border.tail if graph[i].kind is Kind.CONV)
     peak = activation_memory(graph, model_dtype(model)).peak
+    try:
+        gains = dif_sum(find_stages(analysis))
+    except NoStages:
+        gains = None
     return Figures(cost.params_total, cost.macs_total, tail, tuple(analysis.rf_final.r_max),
-                   graph.resolution, peak, reference_of(analysis))
+                   graph.resolution, peak, reference_of(analysis), gains)
 
 
 def reference_of(analysis: Analysis) -> tuple[int, ...] | None:

@@ -11,6 +11,7 @@ from typing import Any
 from rfalint.analysis.cost import regions
 from rfalint.api import CheckResult
 from rfalint.graph import Kind, Window
+from rfalint.report.stages import stages_json
 
 SCHEMA_VERSION = 1
 
@@ -120,6 +121,7 @@ def to_dict(result: CheckResult) -> dict[str, Any]:
             "complete": analysis.complete,
         },
         "tail": [name(t) for t in border.tail],
+        **stages_json(analysis),
         "critical": [name(layer.node) for layer in border.sequence
                      if border.status[layer.node] == "critical"],
         "outputs": outputs_list(analysis),
