@@ -31,6 +31,7 @@ from rfalint.report import (render_text, statistics_json, statistics_text, to_gi
 from rfalint.rules import RULES, get_rule
 from rfalint.visual import FORMATS as DIAGRAMS
 from rfalint.visual import check_plot_path, save_rf_plot, save_sweep_plot
+from rfalint.report.stages import render_stages
 from rfalint.report.sweep import render_sweep, sweep_json
 from rfalint.sweep import parse_resolutions
 from rfalint.sweep import sweep as run_sweep
@@ -147,6 +148,9 @@ def check(
         help="Draw r_min/r_max per layer against the input (.png, .svg, .pdf; rfalint\\[plot])."),
     all_nodes: bool = typer.Option(False, "--all-nodes",
                                    help="Show every node, also activations and norms."),
+    stages: bool = typer.Option(False, "--stages",
+                                help="Also print the stages of the main path with their "
+                                     "Information Field (IF, dIF per unit)."),
     no_cost: bool = typer.Option(False, "--no-cost",
                                  help="Skip counting params and MACs (no fvcore forward)."),
     cost_counter: str = typer.Option(
@@ -208,6 +212,8 @@ def check(
             if i:
                 console.print()
             render_text(result, console, all_nodes=all_nodes)
+            if stages:
+                render_stages(result.analysis, console)
     if suppressed:
         print(f"rfalint: {suppressed} findings accepted by the baseline {baseline} are not shown",
               file=sys.stderr)
@@ -388,11 +394,17 @@ def fix_command(
     in_channels: Optional[int] = IN_CHANNELS,
     arg: Optional[List[str]] = ARGS,
     strategy: str = typer.Option(..., "--strategy", "-s",
-                                 help="truncate, remove-stem, width or auto."),
+                                 help="truncate, remove-stem, rebalance, reposition, width or "
+                                      "auto."),
     prefer: str = typer.Option("balanced", "--prefer",
                                help="auto: choose by params, macs or balanced."),
     factor: Optional[float] = typer.Option(None, "--factor",
                                            help="width: scale every conv/linear width by F."),
+    theta: float = typer.Option(0.0, "--theta",
+                                help="rebalance: the dIF threshold of the IF organizer."),
+    max_macs_ratio: Optional[float] = typer.Option(
+        None, "--max-macs-ratio",
+        help="reposition: at most this many times the model's MACs."),
     output: Optional[str] = typer.Option(
         None, "--output", "-o", metavar="FILE",
         help="Write the result to FILE ('-': standard output) \\[default: print tables only]."),
@@ -412,11 +424,12 @@ def fix_command(
     outputs = fix.Outputs(None if output in (None, "-") else Path(output), save_weights, emit,
                           _origin(model, arg), force, (loaded.source,))
     result = fix.fix(loaded.model, shape, strategy, spec.name_for(model), prefer, factor,
-                     sizes, weights, outputs)
+                     sizes, weights, outputs, theta, max_macs_ratio)
     console = _console() if output != "-" else Console(stderr=True, highlight=False)
     if result.rewrite is None:
         against = f" against object size {object_size} px" if sizes else ""
-        console.print(f"nothing to fix: {model} has no unproductive layer at {res} px{against}")
+        why = result.note or f"{model} has no unproductive layer at {res} px{against}"
+        console.print(f"nothing to fix: {why}")
         raise typer.Exit(0)
     fix.render_fix(result, console)
     if result.moved is not None:

@@ -129,7 +129,8 @@ def test_width_keeps_depthwise_groups_equal_to_channels():
 def test_auto_prefers_by_params_or_macs():
     model = fixture_model("resnet18", width=8)
     by_params = fix.fix(model, (3, 32, 32), "auto", "r18", prefer="params")
-    assert [c.strategy for c in by_params.candidates] == ["truncate", "remove-stem"]
+    assert [c.strategy for c in by_params.candidates] == ["truncate", "remove-stem", "rebalance",
+                                                          "reposition"]
     assert by_params.strategy == "truncate"
     stem = next(c for c in by_params.candidates if c.strategy == "remove-stem")
     assert by_params.after.params < stem.figures.params
@@ -138,8 +139,9 @@ def test_auto_prefers_by_params_or_macs():
 def test_check_estimates_match_fix(vgg_truncated):
     result = rfalint.check(fixture_model("vgg16"), (3, 32, 32), "vgg16")
     truncate = next(c for c in result.candidates if c.strategy == "truncate")
-    # Everything the fix table shows except the activation peak, which only fix measures.
-    assert truncate.figures == replace(vgg_truncated.after, activation_peak=None)
+    # Everything the fix table shows except the activation peak and the dIF sum, which only
+    # fix measures.
+    assert truncate.figures == replace(vgg_truncated.after, activation_peak=None, dif_sum=None)
     stem = next(c for c in result.candidates if c.strategy == "remove-stem")
     assert stem.figures is None and "no early downsampling" in stem.reason
 
@@ -161,7 +163,7 @@ def test_resnet18_estimates_equal_what_fix_produces(monkeypatch):
     assert estimated == {c.strategy: c.figures for c in result.candidates}
     for strategy in ("truncate", "remove-stem"):
         done = fix.fix(model, (3, 32, 32), strategy, "r18")
-        assert estimated[strategy] == replace(done.after, activation_peak=None), strategy
+        assert estimated[strategy] == replace(done.after, activation_peak=None, dif_sum=None), strategy
     assert estimated["remove-stem"].r_max_final == (109, 109)
 
 

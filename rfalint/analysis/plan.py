@@ -53,6 +53,9 @@ class Figures:
     # Peak live activation bytes at batch 1 (docs/method.md §5); None where only estimated.
     activation_peak: int | None = None
     reference: tuple[int, ...] | None = None  # the object size, when not the image
+    # Sum of the units' IF gains (docs/method.md §6); None without stages, or where only
+    # estimated (measured by ``fix`` on the built model, like the activation peak).
+    dif_sum: float | None = None
 
     def reference_label(self) -> str:
         """What r_max is compared with: '32' (the input) or 'object 24'."""

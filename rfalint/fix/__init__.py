@@ -35,12 +35,14 @@ from rfalint.analysis import Analysis, ObjectSize, analyze_graph
 from rfalint.analysis.plan import (Candidate, Figures, NotApplicable, estimate,
                                    object_sizes_of)
 from rfalint.capture import capture
-from rfalint.errors import RfalintError, UsageError
+from rfalint.errors import ModelError, RfalintError, UsageError
 from rfalint.fix.emit_python import emit_python
 from rfalint.fix.output import Outputs, write_all
 from rfalint.fix.report import render_fix
+from rfalint.fix.reposition import reposition
+from rfalint.fix.stage_layout import rebalance
 from rfalint.fix.strategies import Rewrite, remove_stem, truncate, width
-from rfalint.fix.verify import figures, verify
+from rfalint.fix.verify import Verified, figures, verify
 from rfalint.fix.weights import Transfer, save_weights, transfer
 from rfalint.spec import Document
 from rfalint.weights import read_state_dict
@@ -50,7 +52,9 @@ TAIL_STRATEGIES: dict[str, Callable[[Analysis, Document], Rewrite]] = {
     "truncate": truncate,
     "remove-stem": remove_stem,
 }
-STRATEGIES = (*TAIL_STRATEGIES, "width", "auto")
+# Strategies that change the stage layout (docs/method.md §6).
+LAYOUT_STRATEGIES = ("rebalance", "reposition")
+STRATEGIES = (*TAIL_STRATEGIES, *LAYOUT_STRATEGIES, "width", "auto")
 PREFERENCES = ("params", "macs", "balanced")
 
 
@@ -72,6 +76,7 @@ class FixResult:
     candidates: list[Evaluated] = field(default_factory=list)  # auto: every one evaluated
     moved: Transfer | None = None  # the original weights carried over (``weights=``)
     written: list[Path] = field(default_factory=list)  # files written, in order
+    note: str = ""  # why there is nothing to change (rewrite None)
 
     @property
     def spec(self) -> dict:
@@ -85,7 +90,8 @@ class FixResult:
 def fix(model: nn.Module, input_shape: tuple[int, ...], strategy: str, name: str = "model",
         prefer: str = "balanced", factor: float | None = None,
         object_sizes: dict[str | None, ObjectSize] | None = None,
-        weights: str | Path | None = None, outputs: Outputs = Outputs()) -> FixResult:
+        weights: str | Path | None = None, outputs: Outputs = Outputs(), theta: float = 0.0,
+        max_macs_ratio: float | None = None) -> FixResult:
     """Rewrite ``model`` with ``strategy``, verify the result and write ``outputs``.
 
     ``weights``: a state dict file of ``model`` (read with ``weights_only=True``, checked to
@@ -94,7 +100,9 @@ def fix(model: nn.Module, input_shape: tuple[int, ...], strategy: str, name: str
     and written only after verification. Raises RfalintError (UsageError: a bad option or
     a strategy that does not apply; ModelError: the result fails verification). With
     ``object_sizes`` the tail is measured against the object size (docs/method.md §5), and
-    so is the re-check of the result.
+    so is the re-check of the result. ``theta``: rebalance's dIF threshold;
+    ``max_macs_ratio``: reposition's cost cap, a multiple of the model's MACs
+    (docs/method.md §6).
     """
     if strategy not in STRATEGIES:
         raise UsageError(f"{{strategy}} must be one of {', '.join(STRATEGIES)}, got "
@@ -105,13 +113,22 @@ def fix(model: nn.Module, input_shape: tuple[int, ...], strategy: str, name: str
     if (strategy == "width") != (factor is not None):
         raise UsageError("{factor} goes with {strategy} width (and width needs {factor})",
                          options=True)
+    if theta and strategy not in ("rebalance", "auto"):
+        raise UsageError("{theta} goes with {strategy} rebalance (or auto)", options=True)
+    if max_macs_ratio is not None and strategy not in ("reposition", "auto"):
+        raise UsageError("{max_macs_ratio} goes with {strategy} reposition (or auto)",
+                         options=True)
+    if max_macs_ratio is not None and not max_macs_ratio > 0:
+        raise UsageError(f"{{max_macs_ratio}} must be a positive number, got {max_macs_ratio}",
+                         options=True)
     if outputs.emit not in EMITTERS:
         raise UsageError(f"{{emit}} must be one of {', '.join(EMITTERS)}, got "
                          f"{outputs.emit!r}", options=True)
     weights = None if weights is None else Path(weights)
     outputs.check(weights)
     state = read_state_dict(weights, model) if weights is not None else None
-    result = _rewrite(model, input_shape, strategy, name, prefer, factor, object_sizes)
+    result = _rewrite(model, input_shape, strategy, name, prefer, factor, object_sizes, theta,
+                      max_macs_ratio)
     if result.rewrite is None:
         return result
     files = []
@@ -127,10 +144,18 @@ def fix(model: nn.Module, input_shape: tuple[int, ...], strategy: str, name: str
 
 def _rewrite(model: nn.Module, input_shape: tuple[int, ...], strategy: str, name: str,
              prefer: str, factor: float | None,
-             object_sizes: dict[str | None, ObjectSize] | None) -> FixResult:
+             object_sizes: dict[str | None, ObjectSize] | None, theta: float,
+             max_macs_ratio: float | None) -> FixResult:
     analysis = analyze_graph(capture(model, tuple(input_shape), name=name), object_sizes)
     before = figures(model, analysis)
     recheck = object_sizes_of(analysis)
+    if strategy in LAYOUT_STRATEGIES:
+        doc = spec_api.parse(spec_api.from_graph(analysis.graph, name))
+        rewrite, note = _layout(strategy, model, analysis, doc, theta, max_macs_ratio)
+        if rewrite is None:
+            return FixResult(strategy, before, None, note=note)
+        checked = _verify_layout(rewrite, analysis, recheck)
+        return FixResult(strategy, before, rewrite, checked.figures, checked.model)
     if strategy != "width" and not analysis.border.tail:
         return FixResult(strategy, before, None)
     doc = spec_api.parse(spec_api.from_graph(analysis.graph, name))
@@ -145,21 +170,53 @@ def _rewrite(model: nn.Module, input_shape: tuple[int, ...], strategy: str, name
                          object_sizes=recheck)
         return FixResult(strategy, before, rewrite, checked.figures, checked.model)
     candidates = []
-    for name_, apply in TAIL_STRATEGIES.items():
+    for name_ in (*TAIL_STRATEGIES, *LAYOUT_STRATEGIES):
         try:
-            rewrite = apply(analysis, doc)
-            checked = verify(rewrite.document, analysis.graph.input_shape, clean=True,
-                             object_sizes=recheck)
+            if name_ in TAIL_STRATEGIES:
+                rewrite = TAIL_STRATEGIES[name_](analysis, doc)
+                checked = verify(rewrite.document, analysis.graph.input_shape, clean=True,
+                                 object_sizes=recheck)
+            else:
+                rewrite, note = _layout(name_, model, analysis, doc, theta, max_macs_ratio)
+                if rewrite is None:
+                    candidates.append(Evaluated(name_, reason=note))
+                    continue
+                checked = _verify_layout(rewrite, analysis, recheck)
         except RfalintError as exc:
             candidates.append(Evaluated(name_, reason=str(exc)))
         else:
             candidates.append(Evaluated(name_, checked.figures, "", rewrite, checked.model))
-    usable = [c for c in candidates if c.figures is not None]
+    # auto removes the tail: rebalance is shown for comparison, chosen only without a tail
+    usable = [c for c in candidates if c.figures is not None and not c.figures.tail_convs]
     if not usable:
-        raise NotApplicable("auto: no strategy applies: " +
-                            "; ".join(f"{c.strategy}: {c.reason}" for c in candidates))
+        raise NotApplicable("auto: no strategy removes the tail: " +
+                            "; ".join(f"{c.strategy}: {c.reason or 'a tail remains'}"
+                                      for c in candidates))
     best = min(usable, key=lambda c: _score(c.figures, before, prefer))
     return FixResult(best.strategy, before, best.rewrite, best.figures, best.model, candidates)
+
+
+def _verify_layout(rewrite: Rewrite, analysis: Analysis,
+                   recheck: dict[str | None, ObjectSize] | None) -> Verified:
+    """Verify a layout rewrite; reposition must leave no tail and match its prediction."""
+    checked = verify(rewrite.document, analysis.graph.input_shape,
+                     clean=rewrite.strategy == "reposition", object_sizes=recheck)
+    found = (checked.figures.macs, checked.figures.params)
+    if rewrite.expect is not None and found != rewrite.expect:
+        raise ModelError(f"{rewrite.strategy}: the rewritten model has {found[0]:,} MACs and "
+                         f"{found[1]:,} params, the analytic search predicted "
+                         f"{rewrite.expect[0]:,} and {rewrite.expect[1]:,}")
+    return checked
+
+
+def _layout(strategy: str, model: nn.Module, analysis: Analysis, doc: Document,
+            theta: float, max_macs_ratio: float | None) -> tuple[Rewrite | None, str]:
+    """A layout strategy's rewrite, or None and why it makes no change."""
+    if strategy == "rebalance":
+        rewrite, plan, _ = rebalance(analysis, doc, theta)
+        return rewrite, (f"the organizer makes no move (units per stage "
+                         f"{plan.counts_before}, theta {theta:g})")
+    return reposition(model, analysis, doc, max_macs_ratio)
 
 
 def _score(after: Figures, before: Figures, prefer: str) -> tuple[float, ...]:
@@ -185,6 +242,6 @@ EMITTERS: dict[str, Callable[[FixResult, str], str]] = {
                                                  header=_header(result, origin)),
 }
 
-__all__ = ["EMITTERS", "PREFERENCES", "STRATEGIES", "Candidate", "Evaluated", "Figures",
+__all__ = ["EMITTERS", "LAYOUT_STRATEGIES", "PREFERENCES", "STRATEGIES", "Candidate", "Evaluated", "Figures",
            "FixResult", "NotApplicable", "Outputs", "Rewrite", "Transfer", "emit_python",
            "estimate", "fix", "render_fix", "save_weights", "transfer"]

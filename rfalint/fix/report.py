@@ -15,15 +15,17 @@ if TYPE_CHECKING:
     from rfalint.fix import FixResult
 
 
-def cells(fig: Figures) -> tuple[str, str, str, str, str]:
+def cells(fig: Figures) -> tuple[str, str, str, str, str, str]:
     """params, MACs (millions), peak activation memory, tail conv layers, final r_max vs
-    the reference (the input, or the object size)."""
+    the reference (the input, or the object size), and the sum of the IF gains."""
     peak = "" if fig.activation_peak is None else fmt_bytes(fig.activation_peak)
     return (f"{fig.params:,}", f"{fig.macs / 1e6:,.2f}", peak, str(fig.tail_convs),
-            f"{fmt_axes(fig.r_max_final)} vs {fig.reference_label()}")
+            f"{fmt_axes(fig.r_max_final)} vs {fig.reference_label()}",
+            "n/a" if fig.dif_sum is None else f"{fig.dif_sum:.2f}")
 
 
-COLUMNS = ("params", "MACs (M)", "act. peak (batch 1)", "tail convs", "r_max final vs input")
+COLUMNS = ("params", "MACs (M)", "act. peak (batch 1)", "tail convs", "r_max final vs input",
+           "dIF sum")
 
 
 def _table(title: str) -> Table:
@@ -41,7 +43,7 @@ def render_fix(result: FixResult, console: Console) -> None:
         for c in result.candidates:
             mark = "  << chosen" if c.strategy == result.strategy else ""
             if c.figures is None:
-                table.add_row(c.strategy, f"n/a: {c.reason}", "", "", "", "")
+                table.add_row(c.strategy, f"n/a: {c.reason}", "", "", "", "", "")
             else:
                 table.add_row(c.strategy + mark, *cells(c.figures))
         console.print(table)

@@ -73,6 +73,14 @@ class Rewriter:
         self.definers[name] = layer
         self.outputs = [name]
 
+    def insert(self, index: int, name: str, layer_type: str, inputs: list[str],
+               args: dict[str, Any]) -> Layer:
+        """A new layer at ``index`` of the layer list (its readers are rewired by the caller)."""
+        layer = _layer(name, layer_type, args, inputs)
+        self.layers.insert(index, layer)
+        self.definers[name] = layer
+        return layer
+
     def free_name(self, wanted: str) -> str:
         """``wanted``, or ``wanted_2``...: a name that is neither a layer nor a scope."""
         taken = set()

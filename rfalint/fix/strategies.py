@@ -30,6 +30,7 @@ class Rewrite:
     document: Document
     changes: list[str]
     fresh: set[str] = field(default_factory=set)  # layers whose module is new
+    expect: tuple[int, int] | None = None  # predicted (MACs, params), checked after the build
 
     @property
     def spec(self) -> dict[str, Any]:

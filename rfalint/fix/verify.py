@@ -18,6 +18,7 @@ from rfalint.analysis import Analysis, ObjectSize, analyze_graph
 from rfalint.analysis.cost import GRAPH, measure
 from rfalint.analysis.memory import activation_memory, model_dtype
 from rfalint.analysis.plan import Figures, reference_of, tail_convs
+from rfalint.analysis.stages import NoStages, dif_sum, find_stages
 from rfalint.capture import capture
 from rfalint.errors import ModelError, first_line
 from rfalint.spec import Document, SpecError
@@ -26,9 +27,13 @@ from rfalint.spec import Document, SpecError
 def figures(model: nn.Module, analysis: Analysis) -> Figures:
     cost = measure(model, analysis.graph, counter=GRAPH)
     peak = activation_memory(analysis.graph, model_dtype(model)).peak
+    try:
+        gains = dif_sum(find_stages(analysis))
+    except NoStages:
+        gains = None
     return Figures(cost.params_total, cost.macs_total, tail_convs(analysis),
                    tuple(analysis.rf_final.r_max), analysis.graph.resolution, peak,
-                   reference_of(analysis))
+                   reference_of(analysis), gains)
 
 
 @dataclass

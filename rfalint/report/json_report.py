@@ -12,6 +12,7 @@ from rfalint.analysis.border import LayerStatus
 from rfalint.analysis.cost import regions
 from rfalint.api import CheckResult
 from rfalint.graph import Kind, Window
+from rfalint.report.stages import stages_json
 
 SCHEMA_VERSION = 1
 
@@ -121,6 +122,7 @@ def to_dict(result: CheckResult) -> dict[str, Any]:
             "complete": analysis.complete,
         },
         "tail": [name(t) for t in border.tail],
+        **stages_json(analysis),
         "critical": [name(layer.node) for layer in border.sequence
                      if border.status[layer.node] is LayerStatus.CRITICAL],
         "outputs": outputs_list(analysis),
