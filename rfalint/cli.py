@@ -17,7 +17,6 @@ from rich.table import Table
 from rich.text import Text
 
 import rfalint
-from rfalint import fix, saturation, spec
 from rfalint.baseline import apply_baseline, load_baseline
 from rfalint.baseline import write_baseline as save_baseline
 from rfalint.analysis import parse_object_sizes
@@ -319,6 +318,7 @@ def saturation_command(
     debug: bool = DEBUG,
 ) -> None:
     """Measure layer saturation on data: saturation tail vs RF tail, and width advice."""
+    from rfalint import saturation  # imported by the command that needs it: `check` stays light
     if output_format not in ("text", "json"):
         raise UsageError(f"--format must be text or json, got {output_format!r}")
     try:
@@ -358,6 +358,7 @@ def export_command(
     Without --res the input size comes from the config's res, a spec's input, or the
     model's in_size / input_size / default_cfg['input_size'].
     """
+    from rfalint import spec  # imported by the command that needs it: `check` stays light
     path = None if output == "-" else Path(output)
     settings = load_settings(config).override(model=model, res=res, args=arg)
     res = settings.models[0].res
@@ -407,6 +408,7 @@ def fix_command(
     debug: bool = DEBUG,
 ) -> None:
     """Rewrite MODEL without its unproductive tail (or rescale its width), verified."""
+    from rfalint import fix, spec  # imported by the command that needs it: `check` stays light
     sizes = parse_object_sizes(object_size) if object_size is not None else None
     loaded, shape = load_for_check(model, res, in_channels, arg)
     outputs = fix.Outputs(None if output in (None, "-") else Path(output), save_weights, emit,

@@ -62,7 +62,6 @@ def render_text(result: CheckResult, console: Console, all_nodes: bool = False) 
     for node in graph:
         if not _shown(result, node, all_nodes):
             continue
-        rf = analysis.rfs[node.id]
         status = border.status[node.id]
         marker = f" #{seq[node.id]}" if node.id in seq else ""
         label = node.name + marker
