@@ -227,3 +227,21 @@ def union(regions: list[NodeRegion | None]) -> NodeRegion | None:
         return regions[0]
     axes = tuple(AxisRegion.union(list(axis)) for axis in zip(*regions))
     return None if any(a is None for a in axes) else axes
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the fields of a node's units lie on one axis, for alignment checks."""
+
+    stride: Fraction  # S, input pixels per unit
+    centre: Fraction  # mean over phases of (field centre - u * S), in input pixels
+    widths: tuple[int, ...]  # hi - lo + 1 per phase, over one period
+
+
+def placement(axis: AxisRegion) -> Placement | None:
+    """None when the node mixes effective strides (the offset then varies per unit)."""
+    if len(axis.pieces) != 1:
+        return None
+    [piece] = axis.pieces
+    return Placement(piece.slope, piece.centre_offset(),
+                     tuple(h - l + 1 for l, h in zip(piece.lo, piece.hi)))
