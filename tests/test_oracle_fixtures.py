@@ -2,7 +2,9 @@
 
 For each fixture, the conv layers of the main path whose r_max fits a modest input are
 probed: the oracle's support extent of their centre output unit must equal rfalint's
-r_max exactly. Gates (SE, CBAM) put a global pool on every later path, which the oracle
+r_max exactly, the support must be rfalint's region of that unit (rf_region, docs/method.md
+§4), which fixes the effective padding P, and unit 0's support must be its region clipped
+to the image. Gates (SE, CBAM) put a global pool on every later path, which the oracle
 sees and rfalint by convention excludes, so only layers before the first gate count.
 """
 
@@ -12,7 +14,7 @@ import pytest
 import torch
 
 import rfalint
-from oracle import gradient_support_many
+from oracle import gradient_supports_at
 
 from conftest import FIXTURE_NAMES as NAMES
 from conftest import fixture_model, small_kwargs
@@ -58,8 +60,19 @@ def test_engine_matches_gradient_support(name):
     r_max = {name: analysis.rfs[node].r_max for name, node in layers}
     size = [2 * max(r[a] for r in r_max.values()) + 16 for a in range(ndim)]
     size = [-(-s // 32) * 32 for s in size]  # U-Net style nets need divisible sizes
-    supports = gradient_support_many(model, (channels, *size), list(r_max))
-    for layer_name, expected in r_max.items():
-        support = supports[layer_name]
-        assert not support.clipped, (layer_name, support)
-        assert support.extent == expected, (layer_name, support.extent, expected)
+    corner = (0,) * ndim
+    supports = gradient_supports_at(model, (channels, *size), list(r_max), ["centre", corner])
+    for node in layers:
+        (middle, centre), (_, first) = supports[node.name]
+        assert not centre.clipped, (node.name, centre)
+        assert centre.extent == r_max[node.name], (node.name, centre.extent, r_max[node.name])
+        # Regions are the same at any input size (rf_region checks units against the
+        # analysed map, which has another size here, so ask the RF directly).
+        rf = analysis.rfs[node.id]
+        assert rf.region_of(middle) == tuple(zip(centre.lo, centre.hi)), node.name
+        if all(a.pieces[0].period == 1 for a in rf.region):  # one phase: lo = u*S - P
+            assert rf.eff_padding == tuple(u * j - lo for u, j, lo in
+                                           zip(middle, rf.jump, centre.lo)), node.name
+        region = rf.region_of(corner)
+        assert first.lo == tuple(max(0, lo) for lo, _ in region), node.name
+        assert first.hi == tuple(min(n - 1, hi) for (_, hi), n in zip(region, size)), node.name
