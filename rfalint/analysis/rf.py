@@ -20,6 +20,10 @@ exact for stride-1 layers after nearest/bilinear upsampling and k = s transposed
 window right after upsampling samples fixed phases (nearest x2 then a 2/2 pool reads one
 source, reported as two), and so does resampling after a transposed conv whose kernel
 is not a multiple of its stride.
+
+Where each unit's field lies (effective padding, exact regions over all paths) is
+:mod:`rfalint.analysis.region`; r_max also covers the span of the union of offset paths
+that it computes (docs/method.md §4).
 """
 
 from __future__ import annotations
