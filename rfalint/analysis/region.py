@@ -25,14 +25,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 from rfalint.graph import Kind, Node, Resample, Window
 
 MAX_PERIOD = 4096  # beyond this, phases are not tracked and the region is unknown
 
 
-@dataclass(frozen=True)
-class IndexMap:
+class IndexMap(NamedTuple):
     """Unit u -> inclusive interval ``[q*step + lo[phase], q*step + hi[phase]]`` with
     ``q, phase = divmod(u, period)``; ``lo`` and ``hi`` are non-decreasing in u."""
 
@@ -56,6 +56,9 @@ class IndexMap:
 
     def then(self, op: "IndexMap") -> "IndexMap | None":
         """This map read through ``op`` (output unit -> units of this map's domain)."""
+        if self.period == 1 and op.period == 1:  # no phases: the textbook recurrence
+            return IndexMap(1, self.step * op.step, (self.lo[0] + op.lo[0] * self.step,),
+                            (self.hi[0] + op.hi[0] * self.step,))
         folds = self.period // math.gcd(self.period, op.step)
         period = op.period * folds
         if period > MAX_PERIOD:
@@ -67,6 +70,8 @@ class IndexMap:
 
     def widened(self, period: int) -> "IndexMap":
         """The same map written with a multiple of its period."""
+        if period == self.period:
+            return self
         times = period // self.period
         return IndexMap(period, self.step * times, tuple(self.start(u) for u in range(period)),
                         tuple(self.end(u) for u in range(period)))
@@ -95,8 +100,7 @@ class IndexMap:
 IDENTITY_MAP = IndexMap(1, 1, (0,), (0,))
 
 
-@dataclass(frozen=True)
-class AxisRegion:
+class AxisRegion(NamedTuple):
     """The region of one node on one axis: one map per distinct effective stride."""
 
     pieces: tuple[IndexMap, ...]
@@ -112,21 +116,29 @@ class AxisRegion:
     def extent(self, size: int) -> int:
         """Largest ``hi - lo + 1`` over units: one period, or every unit of a map of
         ``size`` units when strides differ (the field then changes along the map)."""
-        units = range(self.pieces[0].period) if len(self.pieces) == 1 else range(max(1, size))
-        return max(hi - lo + 1 for lo, hi in map(self.at, units))
+        if len(self.pieces) == 1:
+            piece = self.pieces[0]
+            return max(hi - lo for lo, hi in zip(piece.lo, piece.hi)) + 1
+        return max(hi - lo + 1 for lo, hi in map(self.at, range(max(1, size))))
 
     def then(self, op: IndexMap) -> "AxisRegion | None":
         pieces = [p.then(op) for p in self.pieces]
         if any(p is None for p in pieces):
             return None
+        if len(pieces) == 1:
+            return AxisRegion((pieces[0],))
         return AxisRegion.union([AxisRegion((p,)) for p in pieces])
 
     @staticmethod
     def union(regions: list["AxisRegion"]) -> "AxisRegion | None":
+        pieces = [piece for region in regions for piece in region.pieces]
+        first = pieces[0]
+        if first.period == 1 and all(p.period == 1 and p.step == first.step for p in pieces):
+            return AxisRegion((IndexMap(1, first.step, (min(p.lo[0] for p in pieces),),
+                                        (max(p.hi[0] for p in pieces),)),))
         by_slope: dict[Fraction, list[IndexMap]] = {}
-        for region in regions:
-            for piece in region.pieces:
-                by_slope.setdefault(piece.slope, []).append(piece)
+        for piece in pieces:
+            by_slope.setdefault(piece.slope, []).append(piece)
         pieces = []
         for slope in sorted(by_slope):
             group = by_slope[slope]
@@ -197,8 +209,11 @@ def node_maps(node: Node, ndim: int) -> tuple[IndexMap, ...] | None:
     if isinstance(g, Window):
         if not g.exact:
             return None
-        maps = tuple(_window_map(k, s, p, d, g.transposed)
-                     for k, s, p, d in zip(g.kernel, g.stride, g.padding, g.dilation))
+        axes = list(zip(g.kernel, g.stride, g.padding, g.dilation))
+        if all(a == axes[0] for a in axes):  # square windows: one map for every axis
+            maps = (_window_map(*axes[0], g.transposed),) * len(axes)
+        else:
+            maps = tuple(_window_map(k, s, p, d, g.transposed) for k, s, p, d in axes)
     elif isinstance(g, Resample):
         if g.align_corners:
             return None
@@ -214,10 +229,13 @@ NodeRegion = tuple[AxisRegion, ...]
 def through(region: NodeRegion | None, maps: tuple[IndexMap, ...] | None) -> NodeRegion | None:
     if region is None or maps is None:
         return None
-    if all(m == IDENTITY_MAP for m in maps):
+    if all(m is IDENTITY_MAP for m in maps):
         return region
-    axes = tuple(axis.then(m) for axis, m in zip(region, maps))
-    return None if any(a is None for a in axes) else axes
+    axes: list[AxisRegion | None] = []
+    for i, (axis, m) in enumerate(zip(region, maps)):
+        same = i and axis is region[i - 1] and m is maps[i - 1]
+        axes.append(axes[-1] if same else axis.then(m))  # square maps: compute once
+    return None if any(a is None for a in axes) else tuple(axes)
 
 
 def union(regions: list[NodeRegion | None]) -> NodeRegion | None:
@@ -225,8 +243,11 @@ def union(regions: list[NodeRegion | None]) -> NodeRegion | None:
         return None
     if len(regions) == 1:
         return regions[0]
-    axes = tuple(AxisRegion.union(list(axis)) for axis in zip(*regions))
-    return None if any(a is None for a in axes) else axes
+    axes: list[AxisRegion | None] = []
+    for i, axis in enumerate(zip(*regions)):
+        same = i and all(a is r[i - 1] for a, r in zip(axis, regions))
+        axes.append(axes[-1] if same else AxisRegion.union(list(axis)))
+    return None if any(a is None for a in axes) else tuple(axes)
 
 
 @dataclass(frozen=True)

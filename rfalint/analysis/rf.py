@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 
 from rfalint.analysis import region as regions
@@ -128,13 +129,13 @@ class NodeRF:
     region: NodeRegion | None = None
     union_extent: tuple[int, ...] | None = None
 
-    @property
+    @cached_property
     def r_max(self) -> tuple[int, ...]:
         if self.union_extent is None:
             return tuple(a.r_max for a in self.axes)
         return tuple(max(a.r_max, e) for a, e in zip(self.axes, self.union_extent))
 
-    @property
+    @cached_property
     def r_min(self) -> tuple[int, ...]:
         return tuple(a.r_min for a in self.axes)
 
@@ -186,10 +187,14 @@ def receptive_fields(graph: Graph) -> list[NodeRF | None]:
         transfers = node.transfers(ndim)
         fronts = sources[0].axes if len(sources) == 1 else tuple(
             AxisFronts.union(list(axis)) for axis in zip(*(s.axes for s in sources)))
-        fronts = tuple(a.through(t) for a, t in zip(fronts, transfers))
+        if not all(t is IDENTITY for t in transfers):
+            fronts = tuple(a.through(t) for a, t in zip(fronts, transfers))
         region = regions.through(regions.union([s.region for s in sources]),
                                  regions.node_maps(node, ndim))
-        extent = None if region is None else tuple(
-            axis.extent(size) for axis, size in zip(region, node.spatial_out))
+        if region is None or region is sources[0].region:
+            extent = None if region is None else sources[0].union_extent
+        else:
+            sizes = node.spatial_out
+            extent = tuple(axis.extent(size) for axis, size in zip(region, sizes))
         rfs.append(NodeRF(fronts, region, extent))
     return rfs
