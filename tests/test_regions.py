@@ -73,6 +73,20 @@ def test_unknown_op_makes_padding_unknown_not_zero(tmp_path):
     assert "RFA201" in [f["code"] for f in data["findings"]]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_pad_modules_even_same_padding_and_uneven_adaptive_pool():
+    """ZeroPad2d pads (left, right, top, bottom); padding="same" puts the odd pixel of an
+    even kernel at the end; an uneven adaptive pool leaves offsets unknown."""
+    net = nn.Sequential(nn.ZeroPad2d((2, 0, 1, 0)), nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 4, padding="same"),
+                        nn.AdaptiveAvgPool2d(5), nn.Conv2d(1, 1, 1))
+    analysis = rfalint.analyze(net, (1, 24, 24))
+    assert analysis.rfs[2].eff_padding == (1, 2)
+    assert analysis.rfs[3].eff_padding == (2, 3) and analysis.rfs[3].r_max == (6, 6)
+    [(unit, support)] = gradient_supports_at(net, (1, 24, 24), ["2"], ["centre"])["2"]
+    assert rfalint.rf_region(analysis, "2", unit) == tuple(zip(support.lo, support.hi))
+    assert analysis.rfs[5].eff_padding is None
+
+
 def test_rf_region_errors():
     analysis = rfalint.analyze(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)), (3, 9, 9))
     assert rfalint.rf_region(analysis, "1", -1) == ((4, 8), (4, 8))

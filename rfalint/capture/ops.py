@@ -259,6 +259,7 @@ def adaptive_pool(call: Call) -> Effect:
     effect = _window_effect(call, Kind.POOL, kernels, strides, 0, 1)
     if not exact:
         effect.note = "adaptive pool with uneven windows: kernel is the largest window"
+        effect.geometry.exact = False  # window starts drift per unit: offsets unknown
     return effect
 
 
