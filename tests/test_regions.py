@@ -71,6 +71,9 @@ def test_unknown_op_makes_padding_unknown_not_zero(tmp_path):
     assert layers["a"]["eff_padding"] == [1, 1] and layers["b"]["eff_padding"] is None
     assert data["summary"]["eff_padding_final"] is None
     assert "RFA201" in [f["code"] for f in data["findings"]]
+    from rfalint.visual import FORMATS
+    dot = FORMATS["dot"](analysis)
+    assert "out 16, r 3, S 1, P 1" in dot and "out 16, r 5, S 1, P ?" in dot
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
