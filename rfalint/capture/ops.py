@@ -419,9 +419,12 @@ def getitem(call: Call) -> Effect:
     main = call.main
     if main.layout is None:
         return nonspatial(call)
-    slices = _slice_parts(call.args.get("index"), len(main.shape))
+    index = call.args.get("index")
+    slices = _slice_parts(index, len(main.shape))
     if slices is None:
         return squeeze_like(call)
+    if not slices:
+        return unknown(call, f"slice bounds that are not integers ({index!r})")
     starts, strides = [], []
     for d in main.layout:
         start, _, step = slices[d].indices(main.shape[d])
@@ -438,7 +441,8 @@ def getitem(call: Call) -> Effect:
 
 
 def _slice_parts(index: Any, ndim: int) -> list[slice] | None:
-    """The slice per dim for an index made only of slices and one Ellipsis, else None."""
+    """The slice per dim for an index made only of slices and one Ellipsis, else None;
+    an empty list when such an index has bounds that are not integers (tensors)."""
     parts = index if isinstance(index, tuple) else (index,)
     if not all(isinstance(p, slice) or p is Ellipsis for p in parts) or \
             sum(p is Ellipsis for p in parts) > 1:
@@ -450,8 +454,8 @@ def _slice_parts(index: Any, ndim: int) -> list[slice] | None:
     try:
         return [slice(*(None if v is None else int(v) for v in (p.start, p.stop, p.step)))
                 for p in parts]
-    except (TypeError, ValueError):
-        return None
+    except (TypeError, ValueError, RuntimeError):
+        return []
 
 
 def cat(call: Call) -> Effect:
