@@ -62,17 +62,18 @@ def test_engine_matches_gradient_support(name):
     size = [-(-s // 32) * 32 for s in size]  # U-Net style nets need divisible sizes
     corner = (0,) * ndim
     supports = gradient_supports_at(model, (channels, *size), list(r_max), ["centre", corner])
-    for node in layers:
-        (middle, centre), (_, first) = supports[node.name]
-        assert not centre.clipped, (node.name, centre)
-        assert centre.extent == r_max[node.name], (node.name, centre.extent, r_max[node.name])
+    for module_name, node_id in layers:
+        (middle, centre), (_, first) = supports[module_name]
+        assert not centre.clipped, (module_name, centre)
+        assert centre.extent == r_max[module_name], (module_name, centre.extent,
+                                                      r_max[module_name])
         # Regions are the same at any input size (rf_region checks units against the
         # analysed map, which has another size here, so ask the RF directly).
-        rf = analysis.rfs[node.id]
-        assert rf.region_of(middle) == tuple(zip(centre.lo, centre.hi)), node.name
+        rf = analysis.rfs[node_id]
+        assert rf.region_of(middle) == tuple(zip(centre.lo, centre.hi)), module_name
         if all(a.pieces[0].period == 1 for a in rf.region):  # one phase: lo = u*S - P
             assert rf.eff_padding == tuple(u * j - lo for u, j, lo in
-                                           zip(middle, rf.jump, centre.lo)), node.name
+                                           zip(middle, rf.jump, centre.lo)), module_name
         region = rf.region_of(corner)
-        assert first.lo == tuple(max(0, lo) for lo, _ in region), node.name
-        assert first.hi == tuple(min(n - 1, hi) for (_, hi), n in zip(region, size)), node.name
+        assert first.lo == tuple(max(0, lo) for lo, _ in region), module_name
+        assert first.hi == tuple(min(n - 1, hi) for (_, hi), n in zip(region, size)), module_name
