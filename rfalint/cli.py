@@ -27,6 +27,7 @@ from rfalint.load import (NO_INPUT_SIZE, RES_REQUIRED, declared_resolution, inpu
                           load_model, parse_args, parse_resolution)
 from rfalint.report import (render_text, statistics_json, statistics_text, to_github, to_json,
                             to_json_all, to_sarif)
+from rfalint.report.text import EXTRA_COLUMNS
 from rfalint.rules import RULES, get_rule
 from rfalint.visual import FORMATS as DIAGRAMS
 from rfalint.visual import check_plot_path, save_rf_plot, save_sweep_plot
@@ -146,6 +147,11 @@ def check(
         help="Draw r_min/r_max per layer against the input (.png, .svg, .pdf; rfalint\\[plot])."),
     all_nodes: bool = typer.Option(False, "--all-nodes",
                                    help="Show every node, also activations and norms."),
+    columns: Optional[str] = typer.Option(
+        None, "--columns", metavar="NAMES",
+        help="Extra text columns, comma-separated: S (effective stride), P (effective "
+             "padding: unit u sees input pixels from u*S - P on) \\[default: both with "
+             "--all-nodes]."),
     no_cost: bool = typer.Option(False, "--no-cost",
                                  help="Skip counting params and MACs (no fvcore forward)."),
     cost_counter: str = typer.Option(
@@ -165,6 +171,9 @@ def check(
     """
     if output_format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    extra = _columns(columns)
+    if extra is not None and output_format != "text":
+        raise UsageError("--columns works with --format text")
     settings = load_settings(config).override(model=model, res=res, args=arg, select=select,
                                               ignore=ignore, fail_on=fail_on)
     if show_settings:
@@ -206,7 +215,7 @@ def check(
         for i, result in enumerate(results):
             if i:
                 console.print()
-            render_text(result, console, all_nodes=all_nodes)
+            render_text(result, console, all_nodes=all_nodes, columns=extra)
     if suppressed:
         print(f"rfalint: {suppressed} findings accepted by the baseline {baseline} are not shown",
               file=sys.stderr)
@@ -250,6 +259,17 @@ def sweep_command(
         _out().write(sweep_json(result))
     else:
         render_sweep(result, _console())
+
+
+def _columns(text: Optional[str]) -> Optional[tuple[str, ...]]:
+    if text is None:
+        return None
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    wrong = [n for n in names if n not in EXTRA_COLUMNS]
+    if wrong or not names:
+        raise UsageError(f"--columns takes {', '.join(EXTRA_COLUMNS)} (comma-separated), "
+                         f"got {text!r}")
+    return names
 
 
 @app.command("graph")
