@@ -223,29 +223,14 @@ def conv_transpose(call: Call) -> Effect:
 
 def max_pool(call: Call) -> Effect:
     a = call.args
-    return _global_or(_window_effect(call, Kind.POOL, a["kernel_size"], a.get("stride"),
-                                     a.get("padding", 0), a.get("dilation", 1)), call)
+    return _window_effect(call, Kind.POOL, a["kernel_size"], a.get("stride"),
+                          a.get("padding", 0), a.get("dilation", 1))
 
 
 def avg_pool(call: Call) -> Effect:
     a = call.args
-    return _global_or(_window_effect(call, Kind.POOL, a["kernel_size"], a.get("stride"),
-                                     a.get("padding", 0), 1), call)
-
-
-def _global_or(effect: Effect, call: Call) -> Effect:
-    """A fixed pool whose one window covers the whole map (older zoos' ``AvgPool2d(7)``
-    before the classifier at 224 px) is a global pool: the readout, as adaptive pooling
-    to 1 is. Otherwise the window itself."""
-    window = effect.geometry
-    if not isinstance(window, Window):
-        return effect
-    sizes = [call.main.shape[d] for d in call.main.layout]
-    out = [call.out_shapes[0][d] for d in call.main.layout]
-    if all(o == 1 for o in out) and all(
-            f >= i + 2 * p for f, i, p in zip(window.footprint(), sizes, window.padding)):
-        return Effect(Kind.GLOBAL, None)
-    return effect
+    return _window_effect(call, Kind.POOL, a["kernel_size"], a.get("stride"),
+                          a.get("padding", 0), 1)
 
 
 def pixel_unshuffle(call: Call) -> Effect:
