@@ -97,6 +97,26 @@ def load_model(target: str, kwargs: dict[str, Any] | None = None) -> LoadedModel
     return LoadedModel(_instantiate(entry_name, entry, kwargs), target, source)
 
 
+def import_attribute(target: str) -> tuple[Any, Path | None]:
+    """``file.py:name`` or ``pkg.module:name`` -> (the named object, its file when known),
+    for entry points that are not models (a data loader factory)."""
+    path_part, _, name = _split_target(target)
+    if not name.isidentifier():
+        raise LoadError(f"{target}: name the function, as file.py:NAME or pkg.module:NAME")
+    if path_part.endswith(".py") or os.sep in path_part or "/" in path_part:
+        module, source = _import_file(path_part)
+    else:
+        module, source = _import_dotted(path_part), None
+    if not hasattr(module, name):
+        raise LoadError(f"{target}: no attribute {name!r}")
+    return getattr(module, name), source
+
+
+def describe_failure(exc: BaseException, file: Path | None = None) -> str:
+    """``file:line: Type: message`` of an exception raised by the user's code."""
+    return f"{_user_frame(exc, file)}: {_describe(exc)}"
+
+
 def _split_target(target: str) -> tuple[str, str, str]:
     # "C:\\x.py:name" is not a concern on the platforms torch CPU runs here; split at the last ':'.
     if ":" in target:
