@@ -348,11 +348,13 @@ class Recorder:
         self.passes = 0
         self.active = True
         self.paused = False
+        self.order: list[str] = []  # names in the order the layers first ran
         self._handles = []
         for name, module in modules.items():
             acc = CovarianceAccumulator(out_features(module), device, float64)
             self.accumulators[name] = acc
-            self._handles.append(module.register_forward_hook(self._hook(acc, feature_dim(module))))
+            self._handles.append(module.register_forward_hook(
+                self._hook(name, acc, feature_dim(module))))
         if every > 1:
             if root is None:
                 raise ValueError("every > 1 needs the root module whose passes are counted")
@@ -362,9 +364,11 @@ class Recorder:
         self.active = self.passes % self.every == 0
         self.passes += 1
 
-    def _hook(self, acc: CovarianceAccumulator, dim: int):
+    def _hook(self, name: str, acc: CovarianceAccumulator, dim: int):
         def hook(module: nn.Module, args, output: torch.Tensor) -> None:
             if self.active and not self.paused:
+                if acc.shift is None:
+                    self.order.append(name)
                 acc.update(output, dim, self.scratch)
         return hook
 
