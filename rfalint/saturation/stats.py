@@ -20,12 +20,12 @@ the device has float64; elsewhere (Apple's MPS) they are float32 with Kahan-comp
 additions, so the error does not grow with the number of batches (measured in the tests).
 Matmuls run at full float32 precision even when the user's code allowed TF32/bf16 ones.
 
-Layout: a conv output is ``(N, C, *spatial)``. Laid out as rows of C features it needs a
-transposing copy; when the maps have at least as many positions as channels (the early,
-expensive layers) one batched matmul over the samples ``Σ_n X_n X_nᵀ`` reads the tensor
-in place instead (measured 2.2x faster on ResNet18-Cifar's 64-channel 32x32 layers, see
-``benchmarks/bench_saturation.py``). Channels-last outputs and linear layers are rows
-already.
+Layout: a conv output is ``(N, C, *spatial)``. The centred matrix is written
+channel-major, ``(C+1, N·positions)``: each sample's map of one channel is a contiguous
+run, so the centring copy moves whole runs instead of transposing element by element (a
+rows-of-C layout would), and one product covers every sample (no per-sample products to
+sum). Linear layers and channels-last maps are features-last already and are written as
+rows. See ``benchmarks/bench_saturation.py`` for the cost against plain inference.
 """
 
 from __future__ import annotations
@@ -46,9 +46,16 @@ FEATURE_DIM: dict[type, int] = {nn.modules.conv._ConvNd: 1, nn.Linear: -1}
 # the CPU: LAPACK's cost grows as C³ and a GPU solver pays off only on large matrices.
 # A judgement, not measured here (no GPU on the development machine).
 DEVICE_EIGEN_MIN_CHANNELS = 256
-# Rows are padded with zero columns to a multiple of this: a row length of C + 1 is
-# misaligned for the GEMM kernels (measured 1.2x-2.6x slower on ResNet layers).
+# The C + 1 rows of the centred matrix are padded with zero rows to a multiple of this
+# when that adds at most 1/16 of the work: C + 1 = 513 or 2049 is misaligned for the GEMM
+# kernels (measured up to 2x slower on ResNet layers), while padding 65 to 80 costs more
+# than it saves.
 ROW_ALIGN = 16
+
+
+def padded(size: int) -> int:
+    aligned = -(-size // ROW_ALIGN) * ROW_ALIGN
+    return aligned if (aligned - size) * ROW_ALIGN <= size else size
 
 
 def feature_dim(module: nn.Module) -> int | None:
@@ -139,7 +146,7 @@ class CovarianceAccumulator:
     """Streams one layer's outputs into sums around a fixed shift ``c``.
 
     ``c`` is the first batch's mean (float32). The running sum is the Gram matrix of the
-    centred rows with a ones column appended, ``G = Σ [x−c, 1]ᵀ[x−c, 1]``: its top-left
+    centred observations with a one appended, ``G = Σ [x−c, 1]ᵀ[x−c, 1]``: its top-left
     block is ``S = Σ(x−c)(x−c)ᵀ``, its last column ``D = Σ(x−c)``. One matmul and one
     addition per batch, no host synchronisation: the observation count is known from the
     shape. The sums live on the device of the first output seen (``device`` is where
@@ -169,12 +176,13 @@ class CovarianceAccumulator:
         if self.shift is None:
             self._start(x, dim)
         scratch = scratch or Scratch()
-        positions = count // x.shape[0] if x.dim() > 2 else 1
+        width = padded(channels + 1)
         with full_precision_matmul():
-            if dim == 1 and x.dim() > 2 and positions >= channels and x.is_contiguous():
-                gram = self._per_sample(x, positions, scratch)
+            if dim == 1 and x.dim() > 2 and x.is_contiguous():
+                centred = self._channel_major(x, width, scratch)
             else:
-                gram = self._rows(x, dim, count, scratch)
+                centred = self._rows(x, dim, count, width, scratch)
+            gram = (centred @ centred.T)[:channels + 1, :channels + 1]
         self._add(gram)
         self.count += count
 
@@ -188,27 +196,30 @@ class CovarianceAccumulator:
         if not self.float64:
             self.compensation = torch.zeros_like(self.gram)
 
-    def _per_sample(self, x: torch.Tensor, positions: int, scratch: Scratch) -> torch.Tensor:
-        """``Σ_n A_n A_nᵀ`` with ``A_n = [x_n − c; 1]`` of shape (C+1, positions), read in
-        the channels-first layout: no transposing copy, one batched matmul."""
+    def _channel_major(self, x: torch.Tensor, width: int, scratch: Scratch) -> torch.Tensor:
+        """``[x − c; 1; 0…]`` as a (width, observations) matrix, from a channels-first
+        output: each sample's map of a channel is a contiguous run, so the copy moves
+        whole runs (no per-element transpose) and one product covers every sample."""
         samples, channels = x.shape[0], self.channels
-        aug = scratch.take(samples * (channels + 1) * positions, x.device) \
-            .view(samples, channels + 1, positions)
-        torch.sub(x.view(samples, channels, positions), self.shift.view(1, channels, 1),
-                  out=aug[:, :channels])
-        aug[:, channels].fill_(1.0)
-        return torch.bmm(aug, aug.transpose(1, 2)).sum(0)
+        positions = x.numel() // (samples * channels)
+        out = scratch.take(width * samples * positions, x.device).view(width, samples, positions)
+        torch.sub(x.view(samples, channels, positions).transpose(0, 1),
+                  self.shift.view(channels, 1, 1), out=out[:channels])
+        out[channels].fill_(1.0)
+        out[channels + 1:].zero_()
+        return out.view(width, samples * positions)
 
-    def _rows(self, x: torch.Tensor, dim: int, count: int, scratch: Scratch) -> torch.Tensor:
-        """``Aᵀ A`` with rows ``[x − c, 1]``; centring and the layout change are one pass."""
+    def _rows(self, x: torch.Tensor, dim: int, count: int, width: int,
+              scratch: Scratch) -> torch.Tensor:
+        """The same matrix from features-last data (linear layers, channels-last maps),
+        written as (observations, width) rows in one pass and returned transposed."""
         channels = self.channels
-        width = -(-(channels + 1) // ROW_ALIGN) * ROW_ALIGN
         rows = scratch.take(count * width, x.device).view(count, width)
         moved = x.movedim(dim, -1)
         torch.sub(moved, self.shift, out=rows[:, :channels].view(moved.shape))
         rows[:, channels].fill_(1.0)
         rows[:, channels + 1:].zero_()
-        return (rows.T @ rows)[:channels + 1, :channels + 1]
+        return rows.T
 
     def _add(self, gram: torch.Tensor) -> None:
         if self.compensation is None:
