@@ -79,7 +79,7 @@ def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
 def bench_batch(model, nodes, source, batch_size, device, repeats) -> None:
     plain_runs, sat_runs, mon_runs, train_runs, train_mon_runs = [], [], [], [], []
     eig = []
-    steps = max(2, min(8, len(source) // batch_size))
+    steps = max(2, min(4, len(source) // batch_size))
     for _ in range(repeats):
         plain_runs.append(clock(lambda: plain(model, source, batch_size, device), device))
         out = {}
@@ -156,7 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--samples", type=int, default=1024)
-    parser.add_argument("--batch-sizes", default="64,256")
+    parser.add_argument("--batch-sizes", default="64,256", help="'' for --e2e only")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--e2e", action="store_true", help="also time the whole CLI process")
     parser.add_argument("--e2e-model", default="fixtures/resnet18_cifar.py")
@@ -182,7 +182,7 @@ def main() -> None:
     print(f"ResNet18-Cifar, 32 px, {args.samples} images, {name}, "
           f"{_timing.machine_line()}, {len(nodes)} conv/linear layers measured")
     print(f"graph capture        : {capture_s:8.3f} s  (once per run)")
-    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+    for batch_size in (int(b) for b in args.batch_sizes.split(",") if b):
         bench_batch(model, nodes, source, batch_size, device, args.repeats)
     if args.e2e:
         end_to_end(args, device)

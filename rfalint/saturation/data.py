@@ -362,6 +362,8 @@ def open_factory(target: str, input_shape: tuple[int, ...],
                         "not an iterable of batches; return a DataLoader (for example your "
                         "validation loader) or a list of batches")
     source = as_source(data, input_shape, target, max_samples)
+    source.notes.append(f"{target}: batches, workers and transforms are the loader's own "
+                        "(--batch-size and --workers do not apply)")
     if max_samples is not None:
         source.notes.append(f"using the first {max_samples} samples the loader yields")
     return source

@@ -30,7 +30,6 @@ rows. See ``benchmarks/bench_saturation.py`` for the cost against plain inferenc
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
