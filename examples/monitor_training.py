@@ -4,7 +4,7 @@ A tiny CNN learns to tell horizontal from vertical stripes in noisy 16 px images
 each epoch the monitor reports every layer's saturation over that epoch's training
 batches, s_mu and the saturation tail. Runs on a CPU in seconds:
 
-    python examples/monitor_training.py [--epochs 3] [--every 2]
+    python examples/monitor_training.py [--epochs 3] [--every 2] [--samples 512]
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--every", type=int, default=1, help="record every k-th batch")
+    parser.add_argument("--samples", type=int, default=512)
     args = parser.parse_args()
 
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    images, labels = stripes(512, generator)
+    images, labels = stripes(args.samples, generator)
     model = nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
         nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
