@@ -79,7 +79,7 @@ def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
 def bench_batch(model, nodes, source, batch_size, device, repeats) -> None:
     plain_runs, sat_runs, mon_runs, train_runs, train_mon_runs = [], [], [], [], []
     eig = []
-    steps = max(2, min(4, len(source) // batch_size))
+    steps = 2
     for _ in range(repeats):
         plain_runs.append(clock(lambda: plain(model, source, batch_size, device), device))
         out = {}
@@ -110,7 +110,7 @@ def bench_batch(model, nodes, source, batch_size, device, repeats) -> None:
     print(f"overhead streaming / plain   : {s / p:.2f}x wall, {sc / pc:.2f}x process CPU "
           f"(target <= {1.5 if device.type == 'cuda' else 1.3}x)")
     print(f"overhead Monitor / plain     : {m / p:.2f}x wall, {mc / pc:.2f}x process CPU")
-    print(f"training {steps} steps       : {t:.3f} s plain, {tm:.3f} s with Monitor: "
+    print(f"training {steps} steps        : {t:.3f} s plain, {tm:.3f} s with Monitor: "
           f"{tm / t:.2f}x wall, {tmc / tc:.2f}x process CPU")
 
 
@@ -135,6 +135,8 @@ def end_to_end(args, device) -> None:
                    "--res", args.e2e_res, "--device", device.type, "--batch-size",
                    str(args.e2e_batch_size), "--format", "json"]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if args.threads:
+            env["OMP_NUM_THREADS"] = str(args.threads)
         for _ in range(2):
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", "import rfalint.cli"], check=True, env=env)
@@ -158,6 +160,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--batch-sizes", default="64,256", help="'' for --e2e only")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 is steadiest on a shared machine)")
     parser.add_argument("--e2e", action="store_true", help="also time the whole CLI process")
     parser.add_argument("--e2e-model", default="fixtures/resnet18_cifar.py")
     parser.add_argument("--e2e-res", default="32")
@@ -166,6 +170,8 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = rfalint.load_model(str(ROOT / "fixtures" / "resnet18_cifar.py")).model.eval()
     start = time.perf_counter()

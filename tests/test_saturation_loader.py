@@ -231,3 +231,15 @@ def test_default_workers(monkeypatch):
 def test_api_rejects_what_is_not_data():
     with pytest.raises(UsageError, match="DataLoader"):
         as_source(42, (3, 8, 8))
+
+
+def test_tensor_file_workers_reopen_the_file(tmp_path):
+    import pickle
+
+    x = np.random.default_rng(2).normal(size=(10, 2, 3, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    source = open_source(str(tmp_path / "x.npy"), (2, 3, 3))
+    copy = pickle.loads(pickle.dumps(source))  # what a spawned worker receives
+    assert copy.array is None
+    np.testing.assert_array_equal(copy.load(2, 5).numpy(), x[2:5])
+    assert torch.equal(torch.cat(list(source.batches(4, workers=2))), torch.from_numpy(x))

@@ -184,8 +184,20 @@ class TensorSource(IndexedSource):
     array: object = None  # np.ndarray | torch.Tensor
     channels_last: bool = False
     scale: float = 1.0
+    file: Path | None = None  # where the array was read from (reopened by worker processes)
+    key: str | None = None
+
+    def __getstate__(self) -> dict:
+        """A worker started by spawn/forkserver reopens the file rather than receiving a
+        pickled copy of a memory-mapped array."""
+        state = dict(self.__dict__)
+        if self.file is not None:
+            state["array"] = None
+        return state
 
     def load(self, start: int, stop: int) -> torch.Tensor:
+        if self.array is None:
+            self.array = _tensor_file(self.file, self.key, self.shape).array
         rows = self.array[start:stop]
         if not isinstance(rows, torch.Tensor):
             rows = torch.from_numpy(np.array(rows))  # a copy: memory maps are read-only
@@ -476,7 +488,9 @@ def _tensor_file(path: Path, key: str | None, input_shape: tuple[int, ...]) -> T
                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
     array, picked = _pick(path, loaded, key)
     notes = [picked] if picked else []
-    return _fit(path, array, input_shape, notes)
+    source = _fit(path, array, input_shape, notes)
+    source.file, source.key = path, key
+    return source
 
 
 def _torch_load(path: Path):
