@@ -317,8 +317,10 @@ def _floats(option: str, text: Optional[str]) -> Optional[List[float]]:
 def saturation_command(
     model: str = typer.Argument(..., help="file.py[:name], pkg.module:name or spec.yaml"),
     data: str = typer.Option(..., "--data", "-d",
-                             help="Image folder, .npy/.npz/.pt file (file.npz:KEY picks an "
-                                  "array) or 'random' (smoke test only)."),
+                             help="Loader factory (file.py:NAME or pkg.module:NAME returning a "
+                                  "DataLoader or iterable of batches), image folder, "
+                                  ".npy/.npz/.pt file (file.npz:KEY picks an array) or "
+                                  "'random' (smoke test only)."),
     res: Optional[str] = RES,
     in_channels: Optional[int] = IN_CHANNELS,
     arg: Optional[List[str]] = ARGS,
@@ -328,6 +330,13 @@ def saturation_command(
     max_samples: Optional[int] = typer.Option(None, "--max-samples", "-n",
                                               help="Use at most this many samples."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    layers: str = typer.Option("all", "--layers",
+                               help="all (every conv/linear layer) or main-path (the convs of "
+                                    "the RF main path); s_mu depends on the set."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j",
+                                          help="Loader processes for image folders and tensor "
+                                               "files \\[default: image folders one per CPU "
+                                               "less one, at most 8; tensor files 0]."),
     delta: str = typer.Option("0.99", "--delta",
                               help="Share of the variance the top-k directions must explain."),
     mean: Optional[str] = typer.Option(None, "--mean", help="Image folders: per-channel mean "
@@ -350,7 +359,8 @@ def saturation_command(
                                     _floats("--std", std))
     result = saturation.run_saturation(
         loaded.model, shape, source, name=model, delta=delta_value, batch_size=batch_size,
-        device=device, weights=weights, progress=output_format == "text" and sys.stderr.isatty(),
+        device=device, weights=weights, layers=layers, workers=workers,
+        progress=output_format == "text" and sys.stderr.isatty(),
         command_for=lambda f: saturation.fix_command(model, res, f, in_channels, arg or ()))
     if result is None:  # a torchrun rank other than 0: rank 0 reports
         return
