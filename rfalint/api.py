@@ -22,6 +22,7 @@ from rfalint.analysis.cost import Cost, measure
 from rfalint.analysis.memory import Memory, activation_memory, model_dtype
 from rfalint.capture import capture
 from rfalint.analysis.plan import Candidate, estimate
+from rfalint.errors import UsageError
 from rfalint.rules import Finding, Severity, run_rules
 
 # "incomplete": fail on errors and on any analysis that could not be completed (RFA201)
@@ -73,6 +74,38 @@ def analyze(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
     ``include_gates`` counts full-size attention gates as feature paths (§3)."""
     return analyze_graph(capture(model, tuple(input_shape), name=name), object_sizes(object_size),
                          include_gates=include_gates)
+
+
+def rf_region(analysis: Analysis, node: str | int,
+              unit: int | tuple[int, ...]) -> tuple[tuple[int, int], ...] | None:
+    """The input box that output unit ``unit`` of ``node`` reads, over all its paths.
+
+    ``node`` is a node name (as in the reports) or id; ``unit`` an index per spatial axis
+    (an int means the same on every axis; negative counts from the end). Returns per axis
+    ``(first, last)`` input pixel, inclusive and before clipping to the image (negative or
+    past the end where the field reaches into padding), or ``None`` when rfalint cannot
+    tell where the node's units look (an op it does not understand upstream). For a
+    single-phase node this is ``[u*S - P, u*S - P + r_max - 1]`` (docs/method.md §4).
+
+    >>> import torch.nn as nn, rfalint
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 3, padding=1))
+    >>> rfalint.rf_region(rfalint.analyze(net, (3, 16, 16)), "1", (0, 3))
+    ((-3, 3), (3, 9))
+    """
+    graph = analysis.graph
+    try:
+        target = graph[node] if isinstance(node, int) else graph.by_name(node)
+    except (KeyError, IndexError):
+        raise UsageError(f"no node {node!r} in {graph.model_name}") from None
+    rf = analysis.rfs[target.id]
+    if rf is None:
+        raise UsageError(f"node {target.name!r} has no spatial axes")
+    size = target.spatial_out
+    units = (unit,) * len(size) if isinstance(unit, int) else tuple(unit)
+    if len(units) != len(size) or not all(-n <= u < n for u, n in zip(units, size)):
+        raise UsageError(f"unit {unit!r} is outside {target.name!r}'s map of "
+                         f"{'x'.join(map(str, size))} units")
+    return rf.region_of(tuple(u % n for u, n in zip(units, size)))
 
 
 def check(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",

@@ -17,7 +17,6 @@ from rich.table import Table
 from rich.text import Text
 
 import rfalint
-from rfalint import fix, saturation, spec
 from rfalint.baseline import apply_baseline, load_baseline
 from rfalint.baseline import write_baseline as save_baseline
 from rfalint.analysis import parse_object_sizes
@@ -28,6 +27,7 @@ from rfalint.load import (NO_INPUT_SIZE, RES_REQUIRED, declared_resolution, inpu
                           load_model, parse_args, parse_resolution)
 from rfalint.report import (render_text, statistics_json, statistics_text, to_github, to_json,
                             to_json_all, to_sarif)
+from rfalint.report.text import EXTRA_COLUMNS
 from rfalint.rules import RULES, get_rule
 from rfalint.visual import FORMATS as DIAGRAMS
 from rfalint.visual import check_plot_path, save_rf_plot, save_sweep_plot
@@ -151,6 +151,11 @@ def check(
     stages: bool = typer.Option(False, "--stages",
                                 help="Also print the stages of the main path with their "
                                      "Information Field (IF, dIF per unit)."),
+    columns: Optional[str] = typer.Option(
+        None, "--columns", metavar="NAMES",
+        help="Extra text columns, comma-separated: S (effective stride), P (effective "
+             "padding: unit u sees input pixels from u*S - P on) \\[default: both with "
+             "--all-nodes]."),
     no_cost: bool = typer.Option(False, "--no-cost",
                                  help="Skip counting params and MACs (no fvcore forward)."),
     cost_counter: str = typer.Option(
@@ -170,6 +175,9 @@ def check(
     """
     if output_format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    extra = _columns(columns)
+    if extra is not None and output_format != "text":
+        raise UsageError("--columns works with --format text")
     settings = load_settings(config).override(model=model, res=res, args=arg, select=select,
                                               ignore=ignore, fail_on=fail_on)
     if show_settings:
@@ -211,7 +219,7 @@ def check(
         for i, result in enumerate(results):
             if i:
                 console.print()
-            render_text(result, console, all_nodes=all_nodes)
+            render_text(result, console, all_nodes=all_nodes, columns=extra)
             if stages:
                 render_stages(result.analysis, console)
     if suppressed:
@@ -259,6 +267,17 @@ def sweep_command(
         render_sweep(result, _console())
 
 
+def _columns(text: Optional[str]) -> Optional[tuple[str, ...]]:
+    if text is None:
+        return None
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    wrong = [n for n in names if n not in EXTRA_COLUMNS]
+    if wrong or not names:
+        raise UsageError(f"--columns takes {', '.join(EXTRA_COLUMNS)} (comma-separated), "
+                         f"got {text!r}")
+    return names
+
+
 @app.command("graph")
 @_user_prints_to_stderr
 def graph_command(
@@ -304,8 +323,10 @@ def _floats(option: str, text: Optional[str]) -> Optional[List[float]]:
 def saturation_command(
     model: str = typer.Argument(..., help="file.py[:name], pkg.module:name or spec.yaml"),
     data: str = typer.Option(..., "--data", "-d",
-                             help="Image folder, .npy/.npz/.pt file (file.npz:KEY picks an "
-                                  "array) or 'random' (smoke test only)."),
+                             help="Loader factory (file.py:NAME or pkg.module:NAME returning a "
+                                  "DataLoader or iterable of batches), image folder, "
+                                  ".npy/.npz/.pt file (file.npz:KEY picks an array) or "
+                                  "'random' (smoke test only)."),
     res: Optional[str] = RES,
     in_channels: Optional[int] = IN_CHANNELS,
     arg: Optional[List[str]] = ARGS,
@@ -315,6 +336,13 @@ def saturation_command(
     max_samples: Optional[int] = typer.Option(None, "--max-samples", "-n",
                                               help="Use at most this many samples."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    layers: str = typer.Option("all", "--layers",
+                               help="all (every conv/linear layer) or main-path (the convs of "
+                                    "the RF main path); s_mu depends on the set."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j",
+                                          help="Loader processes for image folders and tensor "
+                                               "files \\[default: image folders one per CPU "
+                                               "less one, at most 8; tensor files 0]."),
     delta: str = typer.Option("0.99", "--delta",
                               help="Share of the variance the top-k directions must explain."),
     mean: Optional[str] = typer.Option(None, "--mean", help="Image folders: per-channel mean "
@@ -325,6 +353,7 @@ def saturation_command(
     debug: bool = DEBUG,
 ) -> None:
     """Measure layer saturation on data: saturation tail vs RF tail, and width advice."""
+    from rfalint import saturation  # imported by the command that needs it: `check` stays light
     if output_format not in ("text", "json"):
         raise UsageError(f"--format must be text or json, got {output_format!r}")
     try:
@@ -336,7 +365,8 @@ def saturation_command(
                                     _floats("--std", std))
     result = saturation.run_saturation(
         loaded.model, shape, source, name=model, delta=delta_value, batch_size=batch_size,
-        device=device, weights=weights, progress=output_format == "text" and sys.stderr.isatty(),
+        device=device, weights=weights, layers=layers, workers=workers,
+        progress=output_format == "text" and sys.stderr.isatty(),
         command_for=lambda f: saturation.fix_command(model, res, f, in_channels, arg or ()))
     if result is None:  # a torchrun rank other than 0: rank 0 reports
         return
@@ -364,6 +394,7 @@ def export_command(
     Without --res the input size comes from the config's res, a spec's input, or the
     model's in_size / input_size / default_cfg['input_size'].
     """
+    from rfalint import spec  # imported by the command that needs it: `check` stays light
     path = None if output == "-" else Path(output)
     settings = load_settings(config).override(model=model, res=res, args=arg)
     res = settings.models[0].res
@@ -419,6 +450,7 @@ def fix_command(
     debug: bool = DEBUG,
 ) -> None:
     """Rewrite MODEL without its unproductive tail (or rescale its width), verified."""
+    from rfalint import fix, spec  # imported by the command that needs it: `check` stays light
     sizes = parse_object_sizes(object_size) if object_size is not None else None
     loaded, shape = load_for_check(model, res, in_channels, arg)
     outputs = fix.Outputs(None if output in (None, "-") else Path(output), save_weights, emit,

@@ -57,7 +57,15 @@ def fmt_axes(values) -> str:
 
 @dataclass
 class Window:
-    """Sliding-window geometry per spatial axis (conv, pool, transposed conv)."""
+    """Sliding-window geometry per spatial axis (conv, pool, transposed conv, pad, crop).
+
+    ``padding`` is the padding on the leading side of each axis (negative: a crop), so
+    output unit u reads input units ``u * stride - padding`` onwards (for a transposed
+    conv, input unit i writes output units from ``i * stride - padding``).
+    ``exact`` is False when the window only bounds the op (adaptive pooling with uneven
+    windows, ``align_corners=True`` resizing): sizes stay usable, offsets are unknown.
+    See docs/method.md §4.
+    """
 
     kernel: tuple[int, ...]
     stride: tuple[int, ...]
@@ -65,6 +73,7 @@ class Window:
     dilation: tuple[int, ...]
     groups: int = 1
     transposed: bool = False
+    exact: bool = True
 
     def transfers(self) -> tuple[Transfer, ...]:
         out = []
@@ -90,11 +99,16 @@ class Window:
 
 @dataclass
 class Resample:
-    """Interpolation geometry per spatial axis: scale (out/in) and taps read per output."""
+    """Interpolation geometry per spatial axis: scale (out/in) and taps read per output.
+
+    ``align_corners`` as in ``F.interpolate``: with it, linear and cubic modes sample a
+    grid that depends on the map sizes, so unit offsets are not a fixed lattice.
+    """
 
     scale: tuple[Fraction, ...]
     taps: tuple[int, ...]
     mode: str = "nearest"
+    align_corners: bool = False
 
     def transfers(self) -> tuple[Transfer, ...]:
         return tuple(Transfer(t, 1 / s) for s, t in zip(self.scale, self.taps))

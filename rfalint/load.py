@@ -173,6 +173,26 @@ def load_model(target: str, kwargs: dict[str, Any] | None = None) -> LoadedModel
     return LoadedModel(_instantiate(entry_name, entry, kwargs), target, source)
 
 
+def import_attribute(target: str) -> tuple[Any, Path | None]:
+    """``file.py:name`` or ``pkg.module:name`` -> (the named object, its file when known),
+    for entry points that are not models (a data loader factory)."""
+    parsed = Target.parse(target)
+    if not parsed.name.isidentifier():
+        raise LoadError(f"{target}: name the function, as file.py:NAME or pkg.module:NAME")
+    if parsed.is_file:
+        module, source = _import_file(parsed.path)
+    else:
+        module, source = _import_dotted(parsed.path), None
+    if not hasattr(module, parsed.name):
+        raise LoadError(f"{target}: no attribute {parsed.name!r}")
+    return getattr(module, parsed.name), source
+
+
+def describe_failure(exc: BaseException, file: Path | None = None) -> str:
+    """``file:line: Type: message`` of an exception raised by the user's code."""
+    return f"{_user_frame(exc, file)}: {_describe(exc)}"
+
+
 def _load_spec(target: str, path: str, kwargs: dict[str, Any]) -> LoadedModel:
     if kwargs:
         raise UsageError("{args} do not apply to YAML specs", options=True)

@@ -10,8 +10,9 @@ forward may branch on sizes in Python (padding to a multiple, ``interpolate(size
 crops), so only running it proves which graph, which map sizes and whether it runs at all. Receptive fields depend only on
 the graph's geometry, not on the sizes of its maps, so RF propagation is done once per
 distinct geometry and reused: the geometry signature (per node: kind, inputs, gates and
-per-axis transfers) is compared, and it differs only where a window depends on the size
-(adaptive pooling to a size > 1, ``interpolate(size=...)``), which is then recomputed.
+per-axis transfers and index maps) is compared, and it differs only where a window or a
+pad depends on the size (adaptive pooling to a size > 1, ``interpolate(size=...)``,
+padding to a multiple), which is then recomputed.
 The cost is priced with rfalint's graph counter (no forward pass).
 """
 
@@ -25,6 +26,7 @@ import torch.nn as nn
 from rfalint.analysis import Analysis, ObjectSize, LayerStatus, analyze_graph
 from rfalint.analysis.cost import GRAPH, measure
 from rfalint.analysis.memory import activation_memory, model_dtype
+from rfalint.analysis.region import node_maps
 from rfalint.analysis.rf import NodeRF, receptive_fields
 from rfalint.capture import capture
 from rfalint.errors import CollapseError, UsageError
@@ -146,10 +148,11 @@ class Sweep:
 
 
 def _signature(graph: Graph) -> tuple:
-    """Everything RF propagation reads: equal signatures give equal RFs."""
+    """Everything RF propagation reads: equal signatures give equal RFs (also where the
+    units look: pads and crops that depend on the size change the index maps)."""
     ndim = graph.spatial_dims
-    return tuple((n.kind, tuple(n.inputs), n.gates, n.layout is None, n.transfers(ndim))
-                 for n in graph)
+    return tuple((n.kind, tuple(n.inputs), n.gates, n.layout is None, n.transfers(ndim),
+                  node_maps(n, ndim)) for n in graph)
 
 
 def _row(model: nn.Module, analysis: Analysis) -> SweepRow:

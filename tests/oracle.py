@@ -60,6 +60,12 @@ output) must not be measured with detached gates: its gradient would be zero. Wi
 ``detach_gates=False`` the oracle measures the literal support over every path: after a
 gate that contains a global pool it is the whole input.
 
+Where a field lies: :func:`gradient_supports_at` measures the support of any units
+(``"centre"`` or an index per spatial axis, negative from the end) of several modules
+from one forward pass.  ``Support.lo`` of an unclipped unit u is the start of its field,
+``u * S - P`` for effective stride S and effective padding P; for unit 0 it is
+``max(0, -P)`` (the field starts in the padding, which has no gradient).
+
 Limitations and things to know:
 
 * ``r_min`` is not a gradient-support quantity (except per channel right after a
@@ -104,6 +110,7 @@ __all__ = [
     "prepare_model",
     "gradient_support",
     "gradient_support_many",
+    "gradient_supports_at",
     "gradient_rf",
     "smallest_unclipped_shape",
     "gradient_rf_auto",
@@ -361,17 +368,9 @@ def _make_input(input_shape, seed):
     return x.requires_grad_(True)
 
 
-def gradient_support_many(model: nn.Module, input_shape: Sequence[int],
-                          module_names: Sequence[str], *, channel: Optional[int] = None,
-                          io: str = "output", prepared: bool = False, seed: int = 0,
-                          detach_gates: bool = True) -> dict:
-    """Supports of the centre unit of several sub-modules from ONE forward pass.
-
-    ``io="output"`` takes each module's output, ``io="input"`` its (first) input, i.e.
-    ``r_{l-1}`` for the border rule.  The forward pass stops as soon as every hooked
-    module has been reached; each support then costs one backward pass from that
-    module.  Modules called more than once: the first call counts.
-    """
+def _captured(model, input_shape, module_names, io, prepared, seed, detach_gates=True):
+    """Run one forward pass, keep each module's first output (or input); returns the
+    input tensor and {name: tensor}.  The pass stops once every module was reached."""
     if io not in ("output", "input"):
         raise ValueError("io must be 'output' or 'input'")
     m = model if prepared else prepare_model(model, seed)
@@ -409,10 +408,51 @@ def gradient_support_many(model: nn.Module, input_shape: Sequence[int],
     not_run = [n for n in module_names if n not in captured]
     if not_run:
         raise RuntimeError(f"modules never executed: {not_run}")
+    return x, captured
+
+
+def gradient_support_many(model: nn.Module, input_shape: Sequence[int],
+                          module_names: Sequence[str], *, channel: Optional[int] = None,
+                          io: str = "output", prepared: bool = False, seed: int = 0,
+                          detach_gates: bool = True) -> dict:
+    """Supports of the centre unit of several sub-modules from ONE forward pass.
+
+    ``io="output"`` takes each module's output, ``io="input"`` its (first) input, i.e.
+    ``r_{l-1}`` for the border rule.  The forward pass stops as soon as every hooked
+    module has been reached; each support then costs one backward pass from that
+    module.  Modules called more than once: the first call counts.
+    """
+    x, captured = _captured(model, input_shape, module_names, io, prepared, seed, detach_gates)
     result = {}
     for n in module_names:
         (grad,) = torch.autograd.grad(_centre_value(captured[n], channel), x, retain_graph=True)
         result[n] = _support_from_grad(grad)
+    return result
+
+
+def gradient_supports_at(model: nn.Module, input_shape: Sequence[int],
+                         module_names: Sequence[str], units: Sequence, *,
+                         prepared: bool = False, seed: int = 0, detach_gates: bool = True) -> dict:
+    """{module name: tuple of (unit index, Support), one per entry of ``units``} from ONE
+    forward pass.
+
+    A unit is ``"centre"`` or a tuple with one index per spatial axis of the module's
+    output (negative indices count from the end); the index returned is the resolved,
+    non-negative one.  Summed over channels.
+    """
+    x, captured = _captured(model, input_shape, module_names, "output", prepared, seed,
+                            detach_gates)
+    result = {}
+    for n in module_names:
+        t = captured[n]
+        supports = []
+        for unit in units:
+            index = tuple((k - 1) // 2 for k in t.shape[2:]) if unit == "centre" else \
+                tuple(u % k for u, k in zip(unit, t.shape[2:]))
+            value = t[(0, slice(None)) + index].sum()
+            (grad,) = torch.autograd.grad(value, x, retain_graph=True)
+            supports.append((index, _support_from_grad(grad)))
+        result[n] = tuple(supports)
     return result
 
 

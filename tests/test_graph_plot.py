@@ -91,7 +91,8 @@ def test_graph_command_dot_and_mermaid(proj):
     assert mermaid.code == 0
     lines = mermaid.out.splitlines()
     assert "flowchart TD" in lines
-    assert any(re.fullmatch(r'  n\d+\["body\.4<br/>Conv2d 3/1<br/>out 8, r 11<br/>border layer '
+    assert any(re.fullmatch(r'  n\d+\["body\.4<br/>Conv2d 3/1<br/>out 8, r 11, S 1, P 5<br/>'
+                            r'border layer '
                             r'b_min"\]', line) for line in lines)
     assert any(re.fullmatch(r"  class (n\d+,)*n\d+ unproductive", line) for line in lines)
     assert any(re.fullmatch(r"  style n\d+ stroke-width:4px", line) for line in lines)

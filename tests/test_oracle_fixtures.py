@@ -2,7 +2,9 @@
 
 For each fixture, the conv layers of the main path whose r_max fits a modest input are
 probed: the oracle's support extent of their centre output unit must equal rfalint's
-r_max exactly. Gated fixtures (SE, CBAM, BAM, SK, split attention, attention U-Net) are
+r_max exactly, the support must be rfalint's region of that unit (rf_region, docs/method.md
+§4), which fixes the effective padding P, and unit 0's support must be its region clipped
+to the image. Gated fixtures (SE, CBAM, BAM, SK, split attention, attention U-Net) are
 probed on all their main-path layers too: the oracle detaches every sigmoid and softmax
 output, which excludes gates the way rfalint does by default (docs/method.md §3).
 """
@@ -13,7 +15,7 @@ import pytest
 import torch
 
 import rfalint
-from oracle import gradient_support_many
+from oracle import gradient_supports_at
 
 from conftest import FIXTURE_NAMES as NAMES
 from conftest import fixture_model, small_kwargs
@@ -23,6 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # probe layers whose RF fits; inputs stay small enough for float64 on CPU
 MAX_R = {1: 96, 2: 96, 3: 24}
 SHAPES = {"audio1d": (1, 1), "video3d": (3, 1, 1, 1), "unet3d_medical": (1, 1, 1, 1)}
+
+
 def probe_layers(analysis, max_r: int) -> list[tuple[str, int]]:
     """(module name, node id) of main-path convs to measure. A functional conv (a "same"-
     padding conv subclass calling ``F.conv2d``) is measured at its module when it is the
@@ -58,8 +62,20 @@ def test_engine_matches_gradient_support(name):
     r_max = {name: analysis.rfs[node].r_max for name, node in layers}
     size = [2 * max(r[a] for r in r_max.values()) + 16 for a in range(ndim)]
     size = [-(-s // 32) * 32 for s in size]  # U-Net style nets need divisible sizes
-    supports = gradient_support_many(model, (channels, *size), list(r_max))
-    for layer_name, expected in r_max.items():
-        support = supports[layer_name]
-        assert not support.clipped, (layer_name, support)
-        assert support.extent == expected, (layer_name, support.extent, expected)
+    corner = (0,) * ndim
+    supports = gradient_supports_at(model, (channels, *size), list(r_max), ["centre", corner])
+    for module_name, node_id in layers:
+        (middle, centre), (_, first) = supports[module_name]
+        assert not centre.clipped, (module_name, centre)
+        assert centre.extent == r_max[module_name], (module_name, centre.extent,
+                                                      r_max[module_name])
+        # Regions are the same at any input size (rf_region checks units against the
+        # analysed map, which has another size here, so ask the RF directly).
+        rf = analysis.rfs[node_id]
+        assert rf.region_of(middle) == tuple(zip(centre.lo, centre.hi)), module_name
+        if all(a.pieces[0].period == 1 for a in rf.region):  # one phase: lo = u*S - P
+            assert rf.eff_padding == tuple(u * j - lo for u, j, lo in
+                                           zip(middle, rf.jump, centre.lo)), module_name
+        region = rf.region_of(corner)
+        assert first.lo == tuple(max(0, lo) for lo, _ in region), module_name
+        assert first.hi == tuple(min(n - 1, hi) for (_, hi), n in zip(region, size)), module_name

@@ -174,3 +174,18 @@ def test_mean_without_std(model, tmp_path):
                    "--mean and --std")
     one_line_error(saturation(model, "--data", str(tmp_path), "--mean", "x", "--std", "1"),
                    "--mean")
+
+
+def test_layer_set_is_reported(model, npy):
+    result = saturation(model, "--data", npy, "--layers", "main-path", "--format", "json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["layer_set"] == "main-path"
+    assert [layer["name"] for layer in report["layers"]] == ["0", "2", "4"]  # no classifier
+    text = saturation(model, "--data", npy, "--layers", "main-path")
+    assert "layers: the main path's convs (3)" in text.out and "--layers main-path" in text.out
+
+
+def test_bad_layer_set_and_workers(model):
+    one_line_error(saturation(model, "--data", "random", "--layers", "some"), "--layers")
+    one_line_error(saturation(model, "--data", "random", "--workers", "-1"), "--workers")

@@ -102,8 +102,8 @@ def test_reposition_vgg16_search_leaves_no_tail():
     state, _ = space.evaluate(space.original)  # the analytic model reproduces the original
     assert space.fixed_macs + state.macs == 313_201_664 and state.last_in.r_min == (164, 164)
     best = space.search(None)
-    assert best.positions == (9, 13, 13, 13)  # pools after conv 9 and after conv 13 (the
-    # last pool, 2x2 on the 2x2 map at 32 px, is the readout)
+    # pools after conv 9 and after conv 13 (main counts the last 2x2 pool as a window)
+    assert best.positions == (9, 13, 13, 13, 13)
     assert best.r_last_in == (32, 32) and best.r_final[0] >= 32
 
 

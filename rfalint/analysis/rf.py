@@ -20,14 +20,21 @@ exact for stride-1 layers after nearest/bilinear upsampling and k = s transposed
 window right after upsampling samples fixed phases (nearest x2 then a 2/2 pool reads one
 source, reported as two), and so does resampling after a transposed conv whose kernel
 is not a multiple of its stride.
+
+Where each unit's field lies (effective padding, exact regions over all paths) is
+:mod:`rfalint.analysis.region`; r_max also covers the span of the union of offset paths
+that it computes (docs/method.md §4).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 
+from rfalint.analysis import region as regions
+from rfalint.analysis.region import NodeRegion
 from rfalint.graph import IDENTITY, Graph, Transfer
 
 State = tuple[int, int, int, int]  # (base, extra, jump, grid), in 1/scale pixels
@@ -110,15 +117,25 @@ class AxisFronts:
 
 @dataclass(frozen=True)
 class NodeRF:
-    """RF of a node's output, per spatial axis. ``None`` on nodes without spatial axes."""
+    """RF of a node's output, per spatial axis. ``None`` on nodes without spatial axes.
+
+    ``region`` says where each unit's field lies (:mod:`rfalint.analysis.region`,
+    docs/method.md §4), ``None`` where offsets are unknown. ``union_extent`` is the span
+    of the union of all paths' fields, per axis: it exceeds the longest path's RF when
+    merged paths are offset against each other (YOLO's Focus stem), and r_max reports it.
+    """
 
     axes: tuple[AxisFronts, ...]
+    region: NodeRegion | None = None
+    union_extent: tuple[int, ...] | None = None
 
-    @property
+    @cached_property
     def r_max(self) -> tuple[int, ...]:
-        return tuple(a.r_max for a in self.axes)
+        if self.union_extent is None:
+            return tuple(a.r_max for a in self.axes)
+        return tuple(max(a.r_max, e) for a, e in zip(self.axes, self.union_extent))
 
-    @property
+    @cached_property
     def r_min(self) -> tuple[int, ...]:
         return tuple(a.r_min for a in self.axes)
 
@@ -126,9 +143,22 @@ class NodeRF:
     def jump(self) -> tuple[Fraction, ...]:
         return tuple(a.jump for a in self.axes)
 
+    @property
+    def eff_padding(self) -> tuple[int, ...] | None:
+        """P per axis: unit 0 sees input pixels from ``-P`` on; None when unknown."""
+        if self.region is None:
+            return None
+        return tuple(a.eff_padding for a in self.region)
+
+    def region_of(self, unit: tuple[int, ...]) -> tuple[tuple[int, int], ...] | None:
+        """First and last input pixel (inclusive, before clipping) per axis that output
+        unit ``unit`` reads over all paths; None when offsets are unknown."""
+        if self.region is None:
+            return None
+        return tuple(a.at(u) for a, u in zip(self.region, unit))
+
     def through(self, transfers: tuple[Transfer, ...]) -> "NodeRF":
-        if all(t == IDENTITY for t in transfers):
-            return self
+        """The path RF carried through one more op (the border's main path): sizes only."""
         return NodeRF(tuple(a.through(t) for a, t in zip(self.axes, transfers)))
 
     @staticmethod
@@ -140,7 +170,7 @@ def receptive_fields(graph: Graph) -> list[NodeRF | None]:
     """RF of every node's output, indexed by node id."""
     ndim = graph.spatial_dims
     scale = math.prod(t.stride.denominator for node in graph for t in node.transfers(ndim))
-    start = NodeRF((AxisFronts.start(scale),) * ndim)
+    start = NodeRF((AxisFronts.start(scale),) * ndim, (regions.START,) * ndim, (1,) * ndim)
     rfs: list[NodeRF | None] = []
     for node in graph:
         if node.layout is None:
@@ -154,6 +184,17 @@ def receptive_fields(graph: Graph) -> list[NodeRF | None]:
         if not sources:
             rfs.append(None)
             continue
-        merged = sources[0] if len(sources) == 1 else NodeRF.union(sources)
-        rfs.append(merged.through(node.transfers(ndim)))
+        transfers = node.transfers(ndim)
+        fronts = sources[0].axes if len(sources) == 1 else tuple(
+            AxisFronts.union(list(axis)) for axis in zip(*(s.axes for s in sources)))
+        if not all(t is IDENTITY for t in transfers):
+            fronts = tuple(a.through(t) for a, t in zip(fronts, transfers))
+        region = regions.through(regions.union([s.region for s in sources]),
+                                 regions.node_maps(node, ndim))
+        if region is None or region is sources[0].region:
+            extent = None if region is None else sources[0].union_extent
+        else:
+            sizes = node.spatial_out
+            extent = tuple(axis.extent(size) for axis, size in zip(region, sizes))
+        rfs.append(NodeRF(fronts, region, extent))
     return rfs

@@ -223,29 +223,14 @@ def conv_transpose(call: Call) -> Effect:
 
 def max_pool(call: Call) -> Effect:
     a = call.args
-    return _global_or(_window_effect(call, Kind.POOL, a["kernel_size"], a.get("stride"),
-                                     a.get("padding", 0), a.get("dilation", 1)), call)
+    return _window_effect(call, Kind.POOL, a["kernel_size"], a.get("stride"),
+                          a.get("padding", 0), a.get("dilation", 1))
 
 
 def avg_pool(call: Call) -> Effect:
     a = call.args
-    return _global_or(_window_effect(call, Kind.POOL, a["kernel_size"], a.get("stride"),
-                                     a.get("padding", 0), 1), call)
-
-
-def _global_or(effect: Effect, call: Call) -> Effect:
-    """A fixed pool whose one window covers the whole map (older zoos' ``AvgPool2d(7)``
-    before the classifier at 224 px) is a global pool: the readout, as adaptive pooling
-    to 1 is. Otherwise the window itself."""
-    window = effect.geometry
-    if not isinstance(window, Window):
-        return effect
-    sizes = [call.main.shape[d] for d in call.main.layout]
-    out = [call.out_shapes[0][d] for d in call.main.layout]
-    if all(o == 1 for o in out) and all(
-            f >= i + 2 * p for f, i, p in zip(window.footprint(), sizes, window.padding)):
-        return Effect(Kind.GLOBAL, None)
-    return effect
+    return _window_effect(call, Kind.POOL, a["kernel_size"], a.get("stride"),
+                          a.get("padding", 0), 1)
 
 
 def pixel_unshuffle(call: Call) -> Effect:
@@ -274,6 +259,7 @@ def adaptive_pool(call: Call) -> Effect:
     effect = _window_effect(call, Kind.POOL, kernels, strides, 0, 1)
     if not exact:
         effect.note = "adaptive pool with uneven windows: kernel is the largest window"
+        effect.geometry.exact = False  # window starts drift per unit: offsets unknown
     return effect
 
 
@@ -282,12 +268,18 @@ _INTERP_TAPS = {"nearest": 1, "nearest-exact": 1, "linear": 2, "bilinear": 2, "t
 
 
 def interpolate(call: Call) -> Effect:
-    """Upsampling divides the jump; exact integer downsampling is a window (area: a pool)."""
+    """Upsampling divides the jump; exact integer downsampling is a window (area: a pool).
+
+    Downsampling by an integer f with ``align_corners=False`` samples source position
+    ``(u + 0.5) * f - 0.5``: the window starts there (rounded down) and reads 1 tap where
+    that is a whole pixel, else the mode's taps (see docs/method.md §4).
+    """
     main = call.main
     if main.layout is None:
         return nonspatial(call)
     out = call.out_shapes[0]
-    mode = call.args.get("mode") or "nearest"
+    mode = call.args.get("mode") or ("bilinear" if call.op == "upsample_bilinear" else "nearest")
+    align_corners = bool(call.args.get("align_corners") or call.op == "upsample_bilinear")
     if mode not in _INTERP_TAPS:
         return unknown(call, f"interpolate mode {mode!r}")
     scale = tuple(Fraction(out[d], main.shape[d]) for d in main.layout)
@@ -297,10 +289,30 @@ def interpolate(call: Call) -> Effect:
             shown = ", ".join(str(f) for f in scale)
             return unknown(call, f"interpolate by non-integer or mixed factors ({shown}, {mode!r})")
         strides = [int(f) for f in factors]
-        taps = strides if mode == "area" else [_INTERP_TAPS[mode] if f > 1 else 1 for f in strides]
-        return _window_effect(call, Kind.POOL, taps, strides, 0, 1)
+        if mode == "area":
+            return _window_effect(call, Kind.POOL, strides, strides, 0, 1)
+        taps, lead = zip(*(_downsampling_taps(mode, f) for f in strides))
+        effect = _window_effect(call, Kind.POOL, taps, strides, lead, 1)
+        effect.geometry.exact = not (align_corners and mode not in ("nearest", "nearest-exact"))
+        return effect
     taps = tuple(_INTERP_TAPS[mode] if s != 1 else 1 for s in scale)
-    return Effect(Kind.RESAMPLE, main.layout, geometry=Resample(scale, taps, mode))
+    return Effect(Kind.RESAMPLE, main.layout,
+                  geometry=Resample(scale, taps, mode, align_corners and "nearest" not in mode))
+
+
+def _downsampling_taps(mode: str, factor: int) -> tuple[int, int]:
+    """(taps, leading padding) of resizing down by an integer ``factor``."""
+    if factor == 1:
+        return 1, 0
+    if mode == "nearest":
+        return 1, 0  # source floor(u * f)
+    if mode == "nearest-exact":
+        return 1, -(factor // 2)  # source floor((u + 0.5) * f)
+    centre = Fraction(factor - 1, 2)  # source (u + 0.5) * f - 0.5 = u * f + centre
+    if centre.denominator == 1:
+        return 1, -int(centre)  # a whole pixel: the other taps weigh 0
+    first = math.floor(centre) - (1 if mode == "bicubic" else 0)
+    return _INTERP_TAPS[mode], -first
 
 
 def pixel_shuffle(call: Call) -> Effect:
@@ -400,23 +412,37 @@ def _match_layout(main: TensorInfo, out: tuple[int, ...], call: Call) -> tuple[i
 
 
 def getitem(call: Call) -> Effect:
-    """Slicing: ``x[..., ::2, ::2]`` samples every 2nd position (a 1-tap window of stride
-    2, as in YOLO's Focus stem); offsets and crops keep the RF. Other indexing (ints,
-    None, tensors) goes through :func:`squeeze_like`."""
+    """Slicing: ``x[..., 1::2, ::2]`` samples every 2nd position from offset 1 (a 1-tap
+    window of stride 2 with leading padding -1, as in YOLO's Focus stem); a crop
+    ``x[..., 2:-2]`` is a 1-tap window of stride 1 that shifts positions by 2. Other
+    indexing (ints, None, tensors) goes through :func:`squeeze_like`."""
     main = call.main
     if main.layout is None:
         return nonspatial(call)
-    steps = _slice_steps(call.args.get("index"), len(main.shape))
-    if steps is None:
+    index = call.args.get("index")
+    slices = _slice_parts(index, len(main.shape))
+    if slices is None:
         return squeeze_like(call)
-    strides = [steps.get(d, 1) for d in main.layout]
-    if all(s == 1 for s in strides):
-        return Effect(Kind.POINTWISE, main.layout)
-    return _window_effect(call, Kind.POOL, 1, strides, 0, 1)
+    if not slices:
+        return unknown(call, f"slice bounds that are not integers ({index!r})")
+    starts, strides = [], []
+    for d in main.layout:
+        start, _, step = slices[d].indices(main.shape[d])
+        starts.append(start)
+        strides.append(step)
+    if any(s < 1 for s in strides):
+        return unknown(call, "slice with a negative step reverses a spatial axis")
+    kind = Kind.POINTWISE if all(s == 1 for s in strides) else Kind.POOL
+    if kind is Kind.POINTWISE and not any(starts):
+        return Effect(kind, main.layout)
+    effect = _window_effect(call, Kind.POOL, 1, strides, [-s for s in starts], 1)
+    effect.kind = kind
+    return effect
 
 
-def _slice_steps(index: Any, ndim: int) -> dict[int, int] | None:
-    """dim -> slice step for an index made only of slices and one Ellipsis, else None."""
+def _slice_parts(index: Any, ndim: int) -> list[slice] | None:
+    """The slice per dim for an index made only of slices and one Ellipsis, else None;
+    an empty list when such an index has bounds that are not integers (tensors)."""
     parts = index if isinstance(index, tuple) else (index,)
     if not all(isinstance(p, slice) or p is Ellipsis for p in parts) or \
             sum(p is Ellipsis for p in parts) > 1:
@@ -424,7 +450,12 @@ def _slice_steps(index: Any, ndim: int) -> dict[int, int] | None:
     if Ellipsis in parts:
         at = parts.index(Ellipsis)
         parts = parts[:at] + (slice(None),) * (ndim - len(parts) + 1) + parts[at + 1:]
-    return {d: int(p.step or 1) for d, p in enumerate(parts)}
+    parts = parts + (slice(None),) * (ndim - len(parts))
+    try:
+        return [slice(*(None if v is None else int(v) for v in (p.start, p.stop, p.step)))
+                for p in parts]
+    except (TypeError, ValueError, RuntimeError):
+        return []
 
 
 def cat(call: Call) -> Effect:
@@ -472,8 +503,24 @@ def split(call: Call) -> Effect:
 
 
 def pad(call: Call) -> Effect:
-    """Padding shifts positions but reads one input per output: RF unchanged."""
-    return Effect(Kind.POINTWISE, call.main.layout)
+    """``F.pad`` and the pad modules read one input per output but shift positions: a
+    1-tap window whose padding is the leading pad of each spatial axis (negative pads
+    crop). ``pad`` lists (leading, trailing) pairs from the last dim backwards."""
+    main = call.main
+    if main.layout is None:
+        return nonspatial(call)
+    pads = call.args.get("pad")
+    if pads is None:
+        return unknown(call, "padding amounts unknown")
+    pads = [int(p) for p in pads]
+    ndim = len(main.shape)
+    lead = []
+    for d in main.layout:
+        k = ndim - 1 - d
+        lead.append(pads[2 * k] if 2 * k < len(pads) else 0)
+    if not any(lead):
+        return Effect(Kind.POINTWISE, main.layout)
+    return _window_effect(call, Kind.POINTWISE, 1, 1, lead, 1)
 
 
 def linear(call: Call) -> Effect:
@@ -669,7 +716,7 @@ MODULE_OPS: dict[type, tuple[str, Callable[[nn.Module], dict[str, Any]]]] = {
     **{c: ("adaptive_pool", lambda m: {"output_size": m.output_size})
        for c in (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
                  nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)},
-    **{c: ("interpolate", lambda m: {"mode": m.mode})
+    **{c: ("interpolate", lambda m: {"mode": m.mode, "align_corners": m.align_corners})
        for c in (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)},
     nn.PixelShuffle: ("pixel_shuffle", lambda m: {"upscale_factor": m.upscale_factor}),
     nn.PixelUnshuffle: ("pixel_unshuffle", lambda m: {"downscale_factor": m.downscale_factor}),
@@ -678,7 +725,7 @@ MODULE_OPS: dict[type, tuple[str, Callable[[nn.Module], dict[str, Any]]]] = {
     nn.Softmax: ("softmax", lambda m: {"dim": m.dim}),
     nn.LogSoftmax: ("softmax", lambda m: {"dim": m.dim}),
     nn.LayerNorm: ("layer_norm", lambda m: {"normalized_shape": m.normalized_shape}),
-    **{c: ("pad", lambda m: {}) for c in (
+    **{c: ("pad", lambda m: {"pad": m.padding}) for c in (
         nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d,
         nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
         nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d, nn.CircularPad1d,

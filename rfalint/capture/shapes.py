@@ -76,12 +76,22 @@ def _window_sizes(sizes, kernel, stride, padding, dilation, ceil_mode=False) -> 
     return out
 
 
+def _conv_operands(a: dict[str, Any], spatial: int) -> bool | None:
+    """Whether a conv's input is batched, or None when input, weight or bias are not plain
+    tensors of the expected ranks on one device (then torch's kernel runs)."""
+    x, w, b = a.get("input"), a.get("weight"), a.get("bias")
+    batched = _batched(x, spatial) if _plain(x) else None
+    if batched is None or not _plain(w, x) or w.dim() != spatial + 2 or \
+            not (b is None or _plain(b, x)):
+        return None
+    return batched
+
+
 def _conv(spatial: int) -> ShapeFunction:
     def shape(a: dict[str, Any]):
         x, w = a.get("input"), a.get("weight")
-        batched = _batched(x, spatial) if _plain(x) else None
-        if batched is None or not _plain(w, x) or w.dim() != spatial + 2 or \
-                not (a.get("bias") is None or _plain(a["bias"], x)):
+        batched = _conv_operands(a, spatial)
+        if batched is None:
             return None
         groups = a.get("groups", 1)
         stride, dilation = _ints(a.get("stride", 1), spatial), _ints(a.get("dilation", 1), spatial)
@@ -120,9 +130,8 @@ def _conv(spatial: int) -> ShapeFunction:
 def _conv_transpose(spatial: int) -> ShapeFunction:
     def shape(a: dict[str, Any]):
         x, w = a.get("input"), a.get("weight")
-        batched = _batched(x, spatial) if _plain(x) else None
-        if batched is None or not _plain(w, x) or w.dim() != spatial + 2 or \
-                not (a.get("bias") is None or _plain(a["bias"], x)):
+        batched = _conv_operands(a, spatial)
+        if batched is None:
             return None
         groups = a.get("groups", 1)
         stride = _ints(a.get("stride", 1), spatial)

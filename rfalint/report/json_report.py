@@ -33,6 +33,7 @@ def layer_dict(result: CheckResult, node_id: int) -> dict[str, Any]:
         "r_min": list(rf.r_min) if rf else None,
         "r_max": list(rf.r_max) if rf else None,
         "jump": [_fraction(j) for j in rf.jump] if rf else None,
+        "eff_padding": _eff_padding(rf),
         "status": analysis.border.status[node_id].value,
         "rf_status": analysis.rf_status[node_id].value,
         "params": result.cost.params[node_id] if result.cost else None,
@@ -48,6 +49,11 @@ def layer_dict(result: CheckResult, node_id: int) -> dict[str, Any]:
         if effective is not None:
             entry["effective_kernel"] = [_fraction(e) for e in effective]
     return entry
+
+
+def _eff_padding(rf) -> list[int] | None:
+    """P per axis (docs/method.md §4); null without spatial axes or when offsets are unknown."""
+    return list(rf.eff_padding) if rf is not None and rf.eff_padding is not None else None
 
 
 def reference_dict(analysis) -> dict[str, Any]:
@@ -136,6 +142,8 @@ def to_dict(result: CheckResult) -> dict[str, Any]:
             "readout": name(border.readout),
             "rf_max_final": list(final.r_max),
             "rf_min_final": list(final.r_min),
+            "jump_final": [_fraction(j) for j in final.jump],
+            "eff_padding_final": _eff_padding(final),
             "capture": graph.capture_mode,
             "complete": analysis.complete,
             "gates": [{"layer": name(node_id), "kind": str(getattr(kind, "value", kind))}

@@ -37,6 +37,19 @@ def _number(value) -> str:
     return str(int(value)) if value == int(value) else f"{float(value):g}"
 
 
+def _stride(rf) -> str:
+    return fmt_axes(str(j) for j in rf.jump)
+
+
+def _padding(rf) -> str:
+    return "?" if rf.eff_padding is None else fmt_axes(rf.eff_padding)
+
+
+# Optional columns (``--columns``; both with ``--all-nodes``): where each unit's field
+# lies, docs/method.md §4. "?" marks offsets rfalint cannot determine.
+EXTRA_COLUMNS = {"S": _stride, "P": _padding}
+
+
 def _shown(result: CheckResult, node, all_nodes: bool) -> bool:
     if node.id == 0:
         return False
@@ -47,7 +60,12 @@ def _shown(result: CheckResult, node, all_nodes: bool) -> bool:
     return bool(node.gates)
 
 
-def render_text(result: CheckResult, console: Console, all_nodes: bool = False) -> None:
+def render_text(result: CheckResult, console: Console, all_nodes: bool = False,
+                columns: tuple[str, ...] | None = None) -> None:
+    """``columns``: names from :data:`EXTRA_COLUMNS` to add after r_max (default: all
+    of them with ``all_nodes``, none otherwise)."""
+    if columns is None:
+        columns = tuple(EXTRA_COLUMNS) if all_nodes else ()
     analysis = result.analysis
     graph, border = analysis.graph, analysis.border
     res = fmt_axes(graph.resolution)
@@ -55,6 +73,7 @@ def render_text(result: CheckResult, console: Console, all_nodes: bool = False) 
                   title_justify="left", header_style="bold")
     for column, justify in (("layer", "left"), ("type", "left"), ("kernel/stride", "left"),
                             ("output", "right"), ("r_min", "right"), ("r_max", "right"),
+                            *((name, "right") for name in columns),
                             *((("params", "right"), ("MACs (M)", "right")) if result.cost else ()),
                             ("status", "left")):
         table.add_column(column, justify=justify)
@@ -73,7 +92,9 @@ def render_text(result: CheckResult, console: Console, all_nodes: bool = False) 
         table.add_row(
             label, node.op, _geometry(analysis, node),
             fmt_axes(size) if size else "x".join(map(str, node.out_shape[1:])),
-            *_rf_cells(analysis, node.id), *cost, Text(status.value, style=STATUS_STYLE[status]))
+            *_rf_cells(analysis, node.id),
+            *(EXTRA_COLUMNS[name](rf) if rf else "" for name in columns),
+            *cost, Text(status.value, style=STATUS_STYLE[status]))
     console.print(table)
     _summary(result, console)
     _findings(result, console)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from fractions import Fraction
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from rfalint.analysis import Analysis, covers
+from rfalint.analysis.region import placement
 from rfalint.capture.gates import GateKind
 from rfalint.graph import Kind, fmt_axes
 from rfalint.rules.base import Example, Finding, Rule, Severity
@@ -228,6 +232,115 @@ class ResolutionRange(Rule):
                                   f"running at {_px(analysis)}")
 
 
+class _Residual(nn.Module):
+    """``x + branch(x)``: aligned with a 3x3 conv padded by 1. An even 2x2 kernel with
+    "same" padding (0 before, 1 after, as PyTorch and TF pad it) or a 3x3 branch padded
+    on one side only shifts the branch's fields."""
+
+    PADS = {"": (3, (1, 1, 1, 1)), "even": (2, (0, 1, 0, 1)), "one-sided": (3, (2, 0, 2, 0))}
+
+    def __init__(self, shift: str = ""):
+        super().__init__()
+        kernel, self.pad = self.PADS[shift]
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.branch = nn.Conv2d(8, 8, kernel)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return x + self.branch(F.pad(x, self.pad))
+
+
+class _SpaceToDepth(nn.Module):
+    """YOLOv5's Focus stem: four phases of the image stacked on channels, then a conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(12, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(torch.cat([x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2],
+                                    x[..., 1::2, 1::2]], 1))
+
+
+def _amount(value: Fraction) -> str:
+    return f"{int(value):+d}" if value.denominator == 1 else f"{float(value):+.3g}"
+
+
+class MisalignedMerge(Rule):
+    code = "RFA106"
+    name = "misaligned-merge"
+    severity = Severity.WARNING
+    summary = "A merge combines units whose receptive fields are centred at different places"
+    explanation = (
+        "An add, mul or cat combines unit u of each operand. When the operands' fields are "
+        "not centred on the same input position (same effective stride S and the same centre "
+        "offset (r - 1)/2 - P, averaged over the phases of upsampled maps), every merged unit "
+        "mixes features of misregistered positions. Usual causes: a residual branch padded "
+        "off by one, an even kernel with PyTorch's 'same' padding (0 before, 1 after), a "
+        "decoder that crops or pads its skip connection on one side, TF-style 'same' padding "
+        "(F.pad(x, (0, 1, 0, 1)) before a strided conv). The finding gives the offset in "
+        "input pixels and in feature cells (units of S). Severity: a warning, except for a "
+        "cat of operands that read identical fields shifted by less than one cell (a "
+        "space-to-depth stem such as YOLO's Focus, or pixel_unshuffle written by hand): "
+        "there the shift is the point, every phase lands in its own channels and the next "
+        "layer sees them all, so it is reported as info. Such merges widen the union of the "
+        "fields, which r_max reports exactly (docs/method.md §4).")
+    remedy = "pad symmetrically (odd kernels, padding (k-1)/2) or crop the skip connection centrally"
+    valid = [Example(_Residual, (3, 16, 16))]
+    invalid = [Example(lambda: _Residual("even"), (3, 16, 16)),
+               Example(lambda: _Residual("one-sided"), (3, 16, 16)),
+               Example(_SpaceToDepth, (3, 16, 16))]
+
+    def check(self, analysis: Analysis) -> Iterator[Finding]:
+        graph = analysis.graph
+        for node in graph:
+            if node.kind is not Kind.MERGE or node.layout is None:
+                continue
+            operands = [src for pos, src in enumerate(node.inputs)
+                        if pos not in node.gates and analysis.rfs[src] is not None]
+            regions = [analysis.rfs[src].region for src in operands]
+            if len(operands) < 2 or any(r is None for r in regions):
+                continue  # offsets unknown: RFA201 already says why
+            places = [tuple(placement(axis) for axis in region) for region in regions]
+            where = [tuple((p.stride, p.centre) if p else None for p in place) for place in places]
+            if all(w == where[0] and None not in w for w in where):
+                continue
+            yield self._misaligned(analysis, node, operands, places)
+
+    def _misaligned(self, analysis: Analysis, node, operands, places) -> Finding:
+        graph = analysis.graph
+        first = places[0]
+        if any(p is None for place in places for p in place) or \
+                any(p.stride != f.stride for place in places for p, f in zip(place, first)):
+            strides = " vs ".join(
+                fmt_axes(str(a.stride) if a else "mixed" for a in place) for place in places)
+            message = (f"operands {self._names(graph, operands)} have different effective "
+                       f"strides ({strides} px per unit): their fields drift apart along the map")
+            return self.finding(node.name, message)
+        offsets = [tuple(p.centre - f.centre for p, f in zip(place, first)) for place in places]
+        worst = max(range(1, len(places)), key=lambda i: sum(abs(o) for o in offsets[i]))
+        shift = offsets[worst]
+        cells = tuple(o / f.stride for o, f in zip(shift, first))
+        phases = node.op == "cat" and all(
+            p.widths == f.widths for place in places for p, f in zip(place, first)) and \
+            all(abs(c) < 1 for offset in offsets for c in (o / f.stride for o, f in
+                                                           zip(offset, first)))
+        shifted = sum(1 for o in offsets if any(o))
+        message = (f"'{graph[operands[worst]].name}' is centred {fmt_axes(map(_amount, shift))} "
+                   f"px ({fmt_axes(map(_amount, cells))} cells) from "
+                   f"'{graph[operands[0]].name}'")
+        if shifted > 1:
+            message += f" ({shifted} of {len(operands)} operands offset)"
+        if phases:
+            message += ": phase-shifted sampling of the same field (space-to-depth)"
+            return Finding(self.code, Severity.INFO, node.name, message, "", self.name)
+        return self.finding(node.name, message)
+
+    @staticmethod
+    def _names(graph, operands) -> str:
+        return ", ".join(f"'{graph[src].name}'" for src in operands)
+
+
 class IncompleteAnalysis(Rule):
     code = "RFA201"
     name = "incomplete-analysis"
@@ -344,5 +457,5 @@ class HeadMismatch(Rule):
 
 
 RULES: list[Rule] = [UnproductiveLayer(), CriticalLayer(), DegenerateKernel(), UnderCoverage(),
-                     ResolutionRange(), IncompleteAnalysis(), GateExcluded(),
+                     ResolutionRange(), MisalignedMerge(), IncompleteAnalysis(), GateExcluded(),
                      DataDependentCapture(), HeadMismatch()]

@@ -1,11 +1,19 @@
-"""Data sources for ``rfalint saturation``: image folders, tensor files, random smoke data.
+"""Data sources for ``rfalint saturation``: the user's own loader, image folders, tensor
+files, random smoke data (docs/method.md §7).
 
-Every source is indexable: ``len(source)`` samples, ``source.load(start, stop)`` returns
-one float32 batch ``(B, C, *spatial)`` matching the model input. That lets each
-``torch.distributed`` rank stream a contiguous shard of the same sample order, so one and
-N processes see exactly the same samples. Nothing is read before it is needed, except an
-``.npz`` array (zip members cannot be memory-mapped); ``.npy`` and ``.pt`` files are
-memory-mapped, so memory stays constant in the dataset size.
+Every source yields float32 batches ``(B, C, *spatial)`` matching the model input through
+:meth:`Source.batches`, given this process's rank among ``world`` processes:
+
+* Built-in sources are indexable (``len(source)`` samples, ``source.load(start, stop)``)
+  and are read through a ``torch.utils.data.DataLoader`` whose items are whole batches
+  (slices), so ``--workers N`` decode images in parallel while the batch order stays the
+  sample order. Each ``torchrun`` rank reads a contiguous shard of that order; the shards
+  are disjoint and together complete. ``.npy`` and ``.pt`` files are memory-mapped, so
+  memory stays constant in the dataset size.
+* :class:`LoaderSource` wraps what the user already has: a DataLoader or any iterable of
+  batches (a tensor, or a tuple/list/dict whose first tensor is the input). Under
+  ``torchrun`` a loader with a ``DistributedSampler`` is taken as sharded already;
+  otherwise every rank iterates it and keeps every ``world``-th batch.
 """
 
 from __future__ import annotations
@@ -13,14 +21,17 @@ from __future__ import annotations
 import os
 import zipfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from rfalint.errors import LoadError, UsageError, first_line
+from rfalint.load import Target, describe_failure, import_attribute
 
 RANDOM = "random"
 RANDOM_DEFAULT_SAMPLES = 512
@@ -31,15 +42,42 @@ TENSOR_SUFFIXES = (".npy", ".npz", ".pt", ".pth")
 INPUT_KEYS = ("x", "inputs", "input", "images", "data")
 # Pillow mode per channel count: the model's input channels decide how images are read.
 IMAGE_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+# Most loader workers started by default, and how long one batch may take before a stuck
+# worker is reported instead of waited for.
+MAX_DEFAULT_WORKERS = 8
+WORKER_TIMEOUT_S = 300
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_workers(decodes: bool) -> int:
+    """Loader processes for a built-in source: none for arrays (a slice of an array costs
+    less than shipping it from another process), otherwise one per CPU this process may
+    use, sharing the machine with the other ``torchrun`` ranks and leaving one CPU to the
+    model, at most :data:`MAX_DEFAULT_WORKERS`."""
+    if not decodes:
+        return 0
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(0, min(MAX_DEFAULT_WORKERS, available_cpus() // max(ranks, 1) - 1))
+
+
+def shard(size: int, rank: int, world: int) -> tuple[int, int]:
+    """Contiguous slice of ``range(size)`` for ``rank`` (sizes differ by at most 1)."""
+    return size * rank // world, size * (rank + 1) // world
 
 
 @dataclass
 class Source(ABC):
-    """An indexable dataset of model inputs."""
+    """Model inputs, read batch by batch."""
 
     kind: str
     description: str
-    size: int
+    size: int  # samples; 0 when unknown before reading (a loader)
     shape: tuple[int, ...]  # (C, *spatial) of one sample
     notes: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # skipped samples, counted, not fatal
@@ -52,13 +90,80 @@ class Source(ABC):
         return self.size
 
     @abstractmethod
+    def batches(self, batch_size: int, rank: int = 0, world: int = 1, workers: int | None = None,
+                pin_memory: bool = False) -> Iterator[torch.Tensor]:
+        """This rank's float32 batches, in a deterministic order."""
+
+    def batch_count(self, batch_size: int, rank: int = 0, world: int = 1) -> int | None:
+        """How many batches :meth:`batches` yields, when known beforehand (progress)."""
+        return None
+
+
+class IndexedSource(Source):
+    """A source whose samples can be sliced: read through a DataLoader of slices."""
+
+    @abstractmethod
     def load(self, start: int, stop: int) -> torch.Tensor:
         """A float32 batch of samples ``start:stop``; unreadable ones are dropped and
         listed in ``unreadable``."""
 
+    @property
+    def decodes(self) -> bool:
+        """Whether reading a sample costs real work (worth a worker process)."""
+        return False
+
+    def _ranges(self, batch_size: int, rank: int, world: int) -> list[tuple[int, int]]:
+        start, stop = shard(self.size, rank, world)
+        return [(lo, min(lo + batch_size, stop)) for lo in range(start, stop, batch_size)]
+
+    def batch_count(self, batch_size: int, rank: int = 0, world: int = 1) -> int:
+        return len(self._ranges(batch_size, rank, world))
+
+    def batches(self, batch_size: int, rank: int = 0, world: int = 1, workers: int | None = None,
+                pin_memory: bool = False) -> Iterator[torch.Tensor]:
+        workers = default_workers(self.decodes) if workers is None else workers
+        if workers < 0:
+            raise UsageError(f"{{workers}} must be 0 or more, got {workers}", options=True)
+        loader = DataLoader(_Slices(self, self._ranges(batch_size, rank, world)),
+                            batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                            timeout=WORKER_TIMEOUT_S if workers else 0)
+        items = iter(loader)
+        while True:
+            try:
+                batch, skipped = next(items)
+            except StopIteration:
+                return
+            except Exception as exc:
+                # A worker killed by a signal, a stuck worker (timeout), an I/O error.
+                hint = "; rerun with {workers} 0 to read in this process" if workers else ""
+                raise LoadError(f"{{data}} {self.description}: reading failed: "
+                                f"{type(exc).__name__}: {first_line(exc)}{hint}",
+                                options=True) from exc
+            self.unreadable.extend(skipped)
+            if len(batch):
+                yield batch
+
+
+class _Slices(Dataset):
+    """Item i is the i-th batch of a source, with the samples that could not be read: a
+    worker process returns them with the batch, since its copy of the source is its own."""
+
+    def __init__(self, source: IndexedSource, ranges: list[tuple[int, int]]):
+        self.source, self.ranges = source, ranges
+
+    def __len__(self) -> int:
+        return len(self.ranges)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, list[str]]:
+        before = len(self.source.unreadable)
+        batch = self.source.load(*self.ranges[index])
+        skipped = self.source.unreadable[before:]
+        del self.source.unreadable[before:]
+        return batch, skipped
+
 
 @dataclass
-class RandomSource(Source):
+class RandomSource(IndexedSource):
     """Standard-normal inputs, seeded per sample so every sharding sees the same data."""
 
     seed: int = 0
@@ -73,14 +178,26 @@ class RandomSource(Source):
 
 
 @dataclass
-class TensorSource(Source):
+class TensorSource(IndexedSource):
     """Samples of an array or tensor (in memory or memory-mapped), sample axis first."""
 
     array: object = None  # np.ndarray | torch.Tensor
     channels_last: bool = False
     scale: float = 1.0
+    file: Path | None = None  # where the array was read from (reopened by worker processes)
+    key: str | None = None
+
+    def __getstate__(self) -> dict:
+        """A worker started by spawn/forkserver reopens the file rather than receiving a
+        pickled copy of a memory-mapped array."""
+        state = dict(self.__dict__)
+        if self.file is not None:
+            state["array"] = None
+        return state
 
     def load(self, start: int, stop: int) -> torch.Tensor:
+        if self.array is None:
+            self.array = _tensor_file(self.file, self.key, self.shape).array
         rows = self.array[start:stop]
         if not isinstance(rows, torch.Tensor):
             rows = torch.from_numpy(np.array(rows))  # a copy: memory maps are read-only
@@ -91,12 +208,16 @@ class TensorSource(Source):
 
 
 @dataclass
-class ImageFolderSource(Source):
+class ImageFolderSource(IndexedSource):
     """Image files under a folder (class subfolders or flat), resized and centre-cropped."""
 
     files: list[Path] = field(default_factory=list)
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+
+    @property
+    def decodes(self) -> bool:
+        return True
 
     def load(self, start: int, stop: int) -> torch.Tensor:
         rows = []
@@ -135,23 +256,165 @@ class ImageFolderSource(Source):
         return pixels.reshape(height, width, channels)
 
 
+@dataclass
+class LoaderSource(Source):
+    """The user's DataLoader or iterable of batches (``origin`` names it in messages)."""
+
+    iterable: Any = None
+    origin: str = ""
+    max_samples: int | None = None
+
+    def _presharded(self) -> bool:
+        return isinstance(getattr(self.iterable, "sampler", None), DistributedSampler)
+
+    def batch_count(self, batch_size: int, rank: int = 0, world: int = 1) -> int | None:
+        try:
+            total = len(self.iterable)
+        except TypeError:
+            return None
+        if world == 1 or self._presharded():
+            return total
+        return len(range(rank, total, world))
+
+    def batches(self, batch_size: int, rank: int = 0, world: int = 1, workers: int | None = None,
+                pin_memory: bool = False) -> Iterator[torch.Tensor]:
+        """Batches as the loader yields them (``batch_size``, ``workers`` and pinning are
+        the loader's own); the first one that is not a model input stops the run."""
+        presharded = self._presharded()
+        if world > 1 and not presharded \
+                and isinstance(getattr(self.iterable, "sampler", None), RandomSampler):
+            raise UsageError(f"{{data}} {self.origin}: the loader shuffles, so the torchrun "
+                             "ranks would not see the same batch order; build it with "
+                             "shuffle=False (the order does not change saturation) or a "
+                             "DistributedSampler", options=True)
+        seen = 0
+        try:
+            items = iter(self.iterable)
+        except Exception as exc:
+            raise LoadError(f"{{data}} {self.origin}: iterating it raised "
+                            f"{describe_failure(exc)}", options=True) from exc
+        number = 0
+        while self.max_samples is None or seen < self.max_samples:
+            number += 1
+            try:
+                batch = next(items)
+            except StopIteration:
+                return
+            except Exception as exc:  # the user's dataset raised, or a worker died
+                raise LoadError(f"{{data}} {self.origin}: batch {number} could not be "
+                                f"loaded: {describe_failure(exc)}", options=True) from exc
+            inputs = self._inputs(batch, number)
+            if self.max_samples is not None:
+                inputs = inputs[:self.max_samples - seen]
+            seen += len(inputs)
+            if world == 1 or presharded or (number - 1) % world == rank:
+                yield inputs
+
+    def _inputs(self, batch: Any, number: int) -> torch.Tensor:
+        """The model input of one batch, checked against the model's input shape."""
+        where = f"{{data}} {self.origin}: batch {number}"
+        if isinstance(batch, torch.Tensor):
+            inputs = batch
+        elif isinstance(batch, Mapping):
+            inputs = next((v for v in batch.values() if isinstance(v, torch.Tensor)), None)
+        elif isinstance(batch, (tuple, list)):
+            inputs = next((v for v in batch if isinstance(v, torch.Tensor)), None)
+        else:
+            raise UsageError(f"{where} is a {type(batch).__name__}; expected a tensor, or a "
+                             "tuple/list/dict whose first tensor is the input", options=True)
+        if inputs is None:
+            raise UsageError(f"{where} is a {type(batch).__name__} holding no tensor",
+                             options=True)
+        expected = f"(N, {', '.join(map(str, self.shape))})"
+        if inputs.dim() != len(self.shape) + 1 or tuple(inputs.shape[1:]) != self.shape:
+            raise UsageError(f"{where} has shape {tuple(inputs.shape)}; the model input is "
+                             f"{expected} (check {{res}} and {{in_channels}})", options=True)
+        if not inputs.is_floating_point():
+            raise UsageError(f"{where} holds {inputs.dtype} values; the model takes floats "
+                             "(convert and scale them in the loader)", options=True)
+        return inputs
+
+
+def as_source(data: Any, input_shape: tuple[int, ...], origin: str | None = None,
+              max_samples: int | None = None) -> Source:
+    """A Source from what the Python API was given: a Source, a ``--data`` string, or a
+    DataLoader / iterable of batches."""
+    if isinstance(data, Source):
+        return data
+    if isinstance(data, (str, Path)):
+        return open_source(str(data), input_shape, max_samples)
+    if isinstance(data, torch.Tensor) or not isinstance(data, Iterable):
+        raise UsageError(f"{{data}} must be a DataLoader, an iterable of batches or a source "
+                         f"string, got {type(data).__name__}", options=True)
+    origin = origin or f"the {type(data).__name__} given"
+    return LoaderSource("loader", _describe_loader(data, origin), 0, tuple(input_shape),
+                        iterable=data, origin=origin, max_samples=max_samples)
+
+
+def _describe_loader(data: Any, origin: str) -> str:
+    if isinstance(data, DataLoader):
+        return (f"{origin}: a DataLoader over {type(data.dataset).__name__}, batch size "
+                f"{data.batch_size}, {data.num_workers} workers")
+    return f"{origin}: an iterable of batches ({type(data).__name__})"
+
+
+def open_factory(target: str, input_shape: tuple[int, ...],
+                 max_samples: int | None = None) -> LoaderSource:
+    """``--data pkg.module:factory`` / ``file.py:factory``: call the factory (no
+    arguments) and use the DataLoader or iterable it returns."""
+    entry, file = import_attribute(target)
+    if callable(entry):
+        try:
+            data = entry()
+        except (Exception, SystemExit) as exc:
+            raise LoadError(f"{{data}} {target}: the factory raised "
+                            f"{describe_failure(exc, file)}", options=True) from exc
+    else:
+        data = entry
+    if isinstance(data, torch.Tensor) or not isinstance(data, Iterable):
+        raise LoadError(f"{{data}} {target}: the factory returned {type(data).__name__}, which "
+                        "is not an iterable of batches; return a DataLoader (for example your "
+                        "validation loader) or a list of batches", options=True)
+    source = as_source(data, input_shape, target, max_samples)
+    source.notes.append(f"{target}: batches, workers and transforms are the loader's own "
+                        "(--batch-size and --workers do not apply)")
+    if max_samples is not None:
+        source.notes.append(f"using the first {max_samples} samples the loader yields")
+    return source
+
+
+def _is_factory(spec: str) -> bool:
+    """``file.py:name`` or ``pkg.module:name`` (and not an existing path)."""
+    target = Target.parse(spec)
+    if not target.name.isidentifier() or Path(spec).exists():
+        return False
+    return target.path.endswith(".py") or all(part.isidentifier()
+                                              for part in target.path.split("."))
+
+
 def open_source(spec: str, input_shape: tuple[int, ...], max_samples: int | None = None,
                 mean: Sequence[float] | None = None,
                 std: Sequence[float] | None = None) -> Source:
     """``--data`` value -> a Source for inputs of shape ``input_shape`` = (C, *spatial).
 
-    ``spec`` is ``random``, an image folder, or a ``.npy``/``.npz``/``.pt`` file; for
-    ``.npz`` and ``.pt`` dicts ``file.npz:KEY`` picks the array.
+    ``spec`` is ``random``, an image folder, a ``.npy``/``.npz``/``.pt`` file (for
+    ``.npz`` and ``.pt`` dicts ``file.npz:KEY`` picks the array), or a loader factory
+    ``file.py:name`` / ``pkg.module:name``.
     """
     if max_samples is not None and max_samples <= 0:
         raise UsageError(f"{{max_samples}} must be positive, got {max_samples}", options=True)
     if (mean is None) != (std is None):
         raise UsageError("{mean} and {std} go together", options=True)
+    path, key = _split_key(spec)
+    if key is None and _is_factory(spec):
+        if mean is not None:
+            raise UsageError("{mean}/{std} apply to image folders; a loader normalises itself",
+                             options=True)
+        return open_factory(spec, tuple(input_shape), max_samples)
     if spec == RANDOM:
         size = max_samples or RANDOM_DEFAULT_SAMPLES
         return RandomSource(RANDOM, f"random N(0, 1) inputs, {size} samples (smoke test only)",
                             size, tuple(input_shape))
-    path, key = _split_key(spec)
     if path.is_dir():
         source = _image_folder(path, input_shape, mean, std)
     elif path.suffix.lower() in TENSOR_SUFFIXES:
@@ -161,8 +424,9 @@ def open_source(spec: str, input_shape: tuple[int, ...], max_samples: int | None
     elif not path.exists():
         raise UsageError(f"{{data}} {spec}: no such file or folder", options=True)
     else:
-        raise UsageError(f"{{data}} expects an image folder, a .npy/.npz/.pt file or 'random', "
-                         f"got {spec}", options=True)
+        raise UsageError(f"{{data}} expects an image folder, a .npy/.npz/.pt file, a loader "
+                         f"factory (file.py:NAME, pkg.module:NAME) or 'random', got {spec}",
+                         options=True)
     if mean is not None and not isinstance(source, ImageFolderSource):
         raise UsageError("{mean}/{std} apply to image folders; normalise tensor files yourself",
                          options=True)
@@ -231,7 +495,9 @@ def _tensor_file(path: Path, key: str | None, input_shape: tuple[int, ...]) -> T
                         f"{first_line(exc)}", options=True) from exc
     array, picked = _pick(path, loaded, key)
     notes = [picked] if picked else []
-    return _fit(path, array, input_shape, notes)
+    source = _fit(path, array, input_shape, notes)
+    source.file, source.key = path, key
+    return source
 
 
 def _torch_load(path: Path):

@@ -16,6 +16,7 @@ from rfalint.saturation.run import SaturationResult
 SCHEMA_VERSION = 1  # bump on breaking changes; adding fields is not breaking
 BAR_WIDTH = 24
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
+LAYER_SET_TEXT = {"all": "every conv and linear layer", "main-path": "the main path's convs"}
 
 
 def bar(value: float, width: int = BAR_WIDTH) -> str:
@@ -39,7 +40,8 @@ def render_text(result: SaturationResult, console: Console) -> None:
     res = "x".join(str(s) for s in result.input_shape[1:])
     procs = f", {result.world_size} processes" if result.world_size > 1 else ""
     title = (f"saturation of {result.target} at {res} px, delta {result.delta:g}, "
-             f"{result.samples} samples on {result.device}{procs}")
+             f"{result.samples} samples on {result.device}{procs}, layers: "
+             f"{LAYER_SET_TEXT[result.layer_set]} ({len(result.layers)})")
     if result.smoke_test:
         console.print("[bold yellow]SMOKE TEST (random data): these numbers say nothing "
                       "about the model[/bold yellow]")
@@ -62,8 +64,8 @@ def render_text(result: SaturationResult, console: Console) -> None:
     console.print(f"data: {escape(result.data_description)}")
     console.print(f"weights: {escape(result.weights) if result.weights else 'none (untrained)'}")
     defined = sum(layer.stats.defined for layer in result.layers)
-    console.print(f"[bold]s_mu[/bold] (mean saturation over {defined} layers): "
-                  f"{_pct(result.s_mu)}")
+    console.print(f"[bold]s_mu[/bold] (mean saturation over {defined} layers, "
+                  f"--layers {result.layer_set}): {_pct(result.s_mu)}")
     tail_names = [layer.name for layer in result.layers if layer.in_saturation_tail]
     sat_line = _span(tail_names)
     if result.tail is not None:
@@ -93,6 +95,7 @@ def to_dict(result: SaturationResult) -> dict[str, Any]:
         "delta": result.delta,
         "device": result.device,
         "processes": result.world_size,
+        "layer_set": result.layer_set,
         "data": {"kind": result.data_kind, "description": result.data_description,
                  "smoke_test": result.smoke_test, "samples": result.samples},
         "weights": result.weights,

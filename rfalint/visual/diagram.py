@@ -4,7 +4,9 @@ Red: the unproductive tail; orange: critical; grey: the classifier head; white:
 productive. The border layer b_min has a thick outline. Both are plain text, so no
 Graphviz binary is needed (render DOT with any viewer, Mermaid in GitHub markdown).
 Pointwise nodes (activations, norms, reshapes) are folded into the edges unless
-``all_nodes`` is set; the edges then join their nearest shown producers.
+``all_nodes`` is set; the edges then join their nearest shown producers. Labels give the
+output size, the RF (r), the effective stride S and the effective padding P
+(docs/method.md §4; "P ?" where offsets are unknown).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ def _layout(analysis: Analysis, all_nodes: bool) -> list[_Shown]:
         if rf is not None:
             lo, hi = fmt_axes(rf.r_min), fmt_axes(rf.r_max)
             detail += f", r {lo}" if lo == hi else f", r {lo}..{hi}"
+            pad = "?" if rf.eff_padding is None else fmt_axes(rf.eff_padding)
+            detail += f", S {fmt_axes(str(j) for j in rf.jump)}, P {pad}"
         lines.append(detail)
         if node.id == b_min:
             lines.append("border layer b_min")
