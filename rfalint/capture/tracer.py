@@ -232,7 +232,7 @@ class _Recorder(TorchFunctionMode):
 def _aliases(inputs: list[torch.Tensor], outputs: list[torch.Tensor],
              module: nn.Module | None) -> bool:
     """Whether the op allocated nothing: it wrote into its input (``relu_``, ``x += y``,
-    ``ReLU(inplace=True)``, whose forward runs as ``empty_like`` without data) or
+    ``ReLU(inplace=True)``) or
     returned views of it (``view``, ``flatten``, slices, ``chunk``)."""
     if module is not None and getattr(module, "inplace", False) is True:
         return True
