@@ -1,8 +1,14 @@
-"""rfalint: find the layers a CNN cannot use at its input resolution, before training."""
+"""rfalint: find the layers a CNN cannot use at its input resolution, before training.
+
+The API below is imported on first use (:mod:`rfalint.lazy`), so ``import rfalint`` alone
+does not import torch.
+"""
+
+from rfalint.lazy import exports
 
 __version__ = "0.1.0"
 
-from rfalint.api import CheckResult, analyze, check, rf_region  # noqa: E402
-from rfalint.load import load_model  # noqa: E402
-
-__all__ = ["CheckResult", "__version__", "analyze", "check", "load_model", "rf_region"]
+_API = {"CheckResult": "rfalint.api", "analyze": "rfalint.api", "check": "rfalint.api",
+        "rf_region": "rfalint.api", "load_model": "rfalint.load"}
+__all__ = ["__version__", *_API]
+__getattr__, __dir__ = exports(__name__, _API)

@@ -9,32 +9,26 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import List, Optional, TextIO
+from typing import TYPE_CHECKING, List, Optional, TextIO
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 import rfalint
-from rfalint.baseline import apply_baseline, load_baseline
-from rfalint.baseline import write_baseline as save_baseline
 from rfalint.analysis import parse_object_sizes
 from rfalint.config import check_models, load_settings
 from rfalint.errors import RfalintError, UsageError
 from rfalint.fileio import check_writable, refuse_inputs, write_atomic
 from rfalint.load import (NO_INPUT_SIZE, RES_REQUIRED, declared_resolution, input_shape,
                           load_model, parse_args, parse_resolution)
-from rfalint.report import (render_text, statistics_json, statistics_text, to_github, to_json,
-                            to_json_all, to_sarif)
-from rfalint.report.text import EXTRA_COLUMNS
+from rfalint.report.json_report import to_json, to_json_all
 from rfalint.rules import RULES, get_rule
-from rfalint.visual import FORMATS as DIAGRAMS
-from rfalint.visual import check_plot_path, save_rf_plot, save_sweep_plot
-from rfalint.report.stages import render_stages
-from rfalint.report.sweep import render_sweep, sweep_json
-from rfalint.sweep import parse_resolutions
-from rfalint.sweep import sweep as run_sweep
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# Modules that only some commands or options need (rich tables, plots, sweeps, baselines,
+# other formats) are imported where they are used: a `check --format json` run in a
+# pre-commit hook should not pay for them (benchmarks/bench_process.py).
 
 app = typer.Typer(
     add_completion=False,
@@ -94,7 +88,11 @@ OBJECT_SIZE = typer.Option(
          "output OUT=LOW:HIGH,... (output name or index).")
 
 
-def _console() -> Console:
+def _console(stderr: bool = False) -> Console:
+    """The rich console of text output (rich is imported here: JSON runs never need it)."""
+    from rich.console import Console
+    if stderr:
+        return Console(stderr=True, highlight=False)
     return Console(highlight=False, soft_wrap=False, width=None if _out().isatty() else 160,
                    file=_out())
 
@@ -110,7 +108,6 @@ def load_for_check(target: str, res: Optional[str], in_channels: Optional[int],
 
 
 FORMATS = ("text", "json", "sarif", "github")
-MACHINE_FORMATS = {"sarif": to_sarif, "github": to_github}
 CONFIG = typer.Option(None, "--config", metavar="FILE",
                       help="pyproject.toml or rfalint.toml to use \\[default: the nearest one "
                            "above the current directory].")
@@ -187,10 +184,13 @@ def check(
         raise UsageError("--statistics works with --format text or json")
     if write_baseline is not None and baseline is not None:
         raise UsageError("use either --write-baseline or --baseline, not both")
-    accepted = load_baseline(baseline) if baseline is not None else None
+    if write_baseline is not None or baseline is not None:
+        from rfalint import baseline as baselines
+    accepted = baselines.load_baseline(baseline) if baseline is not None else None
     if plot is not None:
         if len(settings.models) > 1:
             raise UsageError("--plot draws one model: give MODEL, or configure a single model")
+        from rfalint.visual import check_plot_path, save_rf_plot
         check_plot_path(plot)
     if object_size is not None:
         parse_object_sizes(object_size)  # bad syntax fails before any model is loaded
@@ -199,22 +199,29 @@ def check(
     inputs = [settings.path, baseline, *(r.source for r in results)]
     if write_baseline is not None:
         refuse_inputs(write_baseline, inputs, "write_baseline")
-        count = save_baseline(write_baseline, results)
+        count = baselines.write_baseline(write_baseline, results)
         print(f"rfalint: wrote {count} finding fingerprints to {write_baseline}", file=sys.stderr)
         raise typer.Exit(0)
     suppressed = 0
     if accepted is not None:
-        results, suppressed = apply_baseline(results, accepted)
+        results, suppressed = baselines.apply_baseline(results, accepted)
     if plot is not None:
         refuse_inputs(plot, inputs, "plot")
         save_rf_plot(results[0].analysis, results[0].target, plot)
     if statistics:
+        from rfalint.report.statistics import statistics_json, statistics_text
         _out().write((statistics_json if output_format == "json" else statistics_text)(results))
     elif output_format == "json":
         _out().write(to_json(results[0]) if model is not None else to_json_all(results))
-    elif output_format in MACHINE_FORMATS:
-        _out().write(MACHINE_FORMATS[output_format](results))
+    elif output_format == "sarif":
+        from rfalint.report.sarif import to_sarif
+        _out().write(to_sarif(results))
+    elif output_format == "github":
+        from rfalint.report.github import to_github
+        _out().write(to_github(results))
     else:
+        from rfalint.report.stages import render_stages
+        from rfalint.report.text import render_text
         console = _console()
         for i, result in enumerate(results):
             if i:
@@ -251,13 +258,16 @@ def sweep_command(
         raise UsageError(f"--format must be text or json, got {output_format!r}")
     if res is None:
         raise UsageError("--res is required (for example --res 16:1024:x2 or --res 32,64,224)")
+    from rfalint.report.sweep import render_sweep, sweep_json
+    from rfalint.sweep import parse_resolutions, sweep
     sizes = parse_resolutions(res)
     objects = parse_object_sizes(object_size) if object_size is not None else None
     if plot is not None:
+        from rfalint.visual import check_plot_path, save_sweep_plot
         check_plot_path(plot)
     loaded = load_model(model, parse_args(arg))
     shape = input_shape(loaded.model, (sizes[0],), in_channels)
-    result = run_sweep(loaded.model, shape[0], len(shape) - 1, sizes, model, objects)
+    result = sweep(loaded.model, shape[0], len(shape) - 1, sizes, model, objects)
     if plot is not None:
         refuse_inputs(plot, [loaded.source], "plot")
         save_sweep_plot(result, plot)
@@ -270,6 +280,7 @@ def sweep_command(
 def _columns(text: Optional[str]) -> Optional[tuple[str, ...]]:
     if text is None:
         return None
+    from rfalint.report.text import EXTRA_COLUMNS
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     wrong = [n for n in names if n not in EXTRA_COLUMNS]
     if wrong or not names:
@@ -297,6 +308,7 @@ def graph_command(
 
     Red: unproductive tail, orange: critical, grey: head. No Graphviz binary is needed.
     """
+    from rfalint.visual import FORMATS as DIAGRAMS
     if output_format not in DIAGRAMS:
         raise UsageError(f"--format must be one of {', '.join(DIAGRAMS)}, got {output_format!r}")
     settings = load_settings(config).override(model=model, res=res, args=arg)
@@ -457,7 +469,7 @@ def fix_command(
                           _origin(model, arg), force, (loaded.source,))
     result = fix.fix(loaded.model, shape, strategy, spec.name_for(model), prefer, factor,
                      sizes, weights, outputs, theta, max_macs_ratio)
-    console = _console() if output != "-" else Console(stderr=True, highlight=False)
+    console = _console(stderr=output == "-")
     if result.rewrite is None:
         against = f" against object size {object_size} px" if sizes else ""
         why = result.note or f"{model} has no unproductive layer at {res} px{against}"
@@ -478,6 +490,7 @@ def fix_command(
 @app.command("rules")
 def list_rules() -> None:
     """List every rule with its code, severity and summary."""
+    from rich.table import Table
     table = Table(header_style="bold")
     for column in ("code", "name", "severity", "summary"):
         table.add_column(column)
@@ -490,6 +503,7 @@ def list_rules() -> None:
 def explain_rule(code: str = typer.Argument(..., help="Rule code (RFA101) or name."),
                  debug: bool = DEBUG) -> None:
     """Explain one rule: what it detects, why, what to do, and its VALID/INVALID examples."""
+    from rich.text import Text
     rule = get_rule(code)
     console = _console()
     console.print(f"[bold]{rule.code} {rule.name}[/bold] ({rule.severity.value})\n")

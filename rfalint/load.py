@@ -20,7 +20,6 @@ from types import ModuleType
 from typing import Any
 
 import torch.nn as nn
-import yaml
 
 from rfalint.errors import LoadError, UsageError
 
@@ -84,6 +83,8 @@ SIZE_ATTRIBUTES = ("in_size", "input_size")
 def parse_args(pairs: list[str] | None) -> dict[str, Any]:
     """``["num_classes=10", "stem=cifar"]`` -> kwargs, values parsed as YAML scalars."""
     kwargs: dict[str, Any] = {}
+    if pairs:
+        import yaml  # only --arg needs a YAML parser
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip().isidentifier():

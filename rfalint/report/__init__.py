@@ -1,10 +1,15 @@
-"""Stage 5 of the pipeline: render check results (text, json, sarif, github, statistics)."""
+"""Stage 5 of the pipeline: render check results (text, json, sarif, github, statistics).
 
-from rfalint.report.github import to_github
-from rfalint.report.json_report import SCHEMA_VERSION, to_dict, to_json, to_json_all
-from rfalint.report.sarif import to_sarif
-from rfalint.report.statistics import statistics_json, statistics_text
-from rfalint.report.text import render_text
+The renderers are imported on first use (:mod:`rfalint.lazy`): JSON output never needs rich.
+"""
 
-__all__ = ["SCHEMA_VERSION", "render_text", "statistics_json", "statistics_text", "to_dict",
-           "to_github", "to_json", "to_json_all", "to_sarif"]
+from rfalint.lazy import exports
+
+_RENDERERS = {"to_github": "rfalint.report.github", "SCHEMA_VERSION": "rfalint.report.json_report",
+              "to_dict": "rfalint.report.json_report", "to_json": "rfalint.report.json_report",
+              "to_json_all": "rfalint.report.json_report", "to_sarif": "rfalint.report.sarif",
+              "statistics_json": "rfalint.report.statistics",
+              "statistics_text": "rfalint.report.statistics",
+              "render_text": "rfalint.report.text"}
+__all__ = sorted(_RENDERERS)
+__getattr__, __dir__ = exports(__name__, _RENDERERS)

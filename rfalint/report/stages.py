@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from rfalint.analysis import Analysis
 from rfalint.analysis.stages import NoStages, Stage, dif_sum, find_stages, unit_label
 from rfalint.graph import fmt_axes
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def stages_or_note(analysis: Analysis) -> tuple[list[Stage] | None, str | None]:
@@ -35,6 +35,7 @@ def stages_json(analysis: Analysis) -> dict[str, Any]:
 
 
 def render_stages(analysis: Analysis, console: Console) -> None:
+    from rich.table import Table  # text output only: JSON reports import this module too
     stages, note = stages_or_note(analysis)
     if stages is None:
         console.print(f"stages: none ({note})")
