@@ -18,8 +18,8 @@ from rfalint.analysis import parse_object_sizes
 from rfalint.config import check_models, load_settings
 from rfalint.errors import RfalintError, UsageError
 from rfalint.fileio import check_writable, refuse_inputs, write_atomic
-from rfalint.load import (NO_INPUT_SIZE, RES_REQUIRED, declared_resolution, input_shape,
-                          load_model, parse_args, parse_resolution)
+from rfalint.load import (NO_INPUT_SIZE, RES_REQUIRED, declared_resolution, load_model,
+                          parse_args, parse_resolution, run_at_input)
 from rfalint.report.json_report import to_json, to_json_all
 from rfalint.rules import RULES, get_rule
 
@@ -80,7 +80,8 @@ DEBUG = typer.Option(False, "--debug", callback=_remember_debug, is_eager=True,
                      help="Show tracebacks instead of one-line errors.")
 RES = typer.Option(None, "--res", "-r", help="Input resolution: N, HxW or DxHxW.")
 IN_CHANNELS = typer.Option(None, "--in-channels",
-                           help="Input channels \\[default: the first conv's, else 3].")
+                           help="Input channels \\[default: the first conv's, else 3; 3, 1, 4, 2 "
+                                "are tried when that conv does not read the input].")
 ARGS = typer.Option(None, "--arg", "-a", help="Factory keyword argument key=value (repeatable).")
 OBJECT_SIZE = typer.Option(
     None, "--object-size", metavar="SIZE",
@@ -104,7 +105,15 @@ def load_for_check(target: str, res: Optional[str], in_channels: Optional[int],
         raise UsageError(RES_REQUIRED, options=True)
     resolution = parse_resolution(res)
     loaded = load_model(target, parse_args(args))
-    return loaded, input_shape(loaded.model, resolution, in_channels)
+    return loaded, fitting_input_shape(loaded.model, resolution, in_channels)
+
+
+def fitting_input_shape(model, resolution: tuple[int, ...], in_channels: Optional[int]):
+    """The input shape (C, *spatial), C checked by one shape-only capture, for commands
+    that capture many times (fix, sweep, saturation, export); `check` corrects C on its
+    own capture instead (:func:`rfalint.load.run_at_input`)."""
+    from rfalint.capture import capture
+    return run_at_input(lambda shape: capture(model, shape), model, resolution, in_channels)[0]
 
 
 FORMATS = ("text", "json", "sarif", "github")
@@ -266,7 +275,7 @@ def sweep_command(
         from rfalint.visual import check_plot_path, save_sweep_plot
         check_plot_path(plot)
     loaded = load_model(model, parse_args(arg))
-    shape = input_shape(loaded.model, (sizes[0],), in_channels)
+    shape = fitting_input_shape(loaded.model, (max(sizes),), in_channels)
     result = sweep(loaded.model, shape[0], len(shape) - 1, sizes, model, objects)
     if plot is not None:
         refuse_inputs(plot, [loaded.source], "plot")
@@ -414,7 +423,7 @@ def export_command(
     resolution = parse_resolution(res) if res else declared_resolution(loaded)
     if resolution is None:
         raise UsageError(NO_INPUT_SIZE, options=True)
-    shape = input_shape(loaded.model, resolution, in_channels)
+    shape = fitting_input_shape(loaded.model, resolution, in_channels)
     if path is not None:
         check_writable(path, "output", [loaded.source], force)
     text = spec.export_yaml(loaded.model, shape, spec.name_for(model), _origin(model, arg))

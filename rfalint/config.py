@@ -38,8 +38,8 @@ from typing import Any, Iterable
 from rfalint import api
 from rfalint.api import FAIL_LEVELS, CheckResult
 from rfalint.errors import RfalintError, UsageError
-from rfalint.load import (RES_REQUIRED, Target, input_shape, load_model, parse_args,
-                          parse_resolution)
+from rfalint.load import (RES_REQUIRED, Target, load_model, parse_args, parse_resolution,
+                          run_at_input)
 from rfalint.rules import RULES
 
 if sys.version_info >= (3, 11):
@@ -320,12 +320,12 @@ def check_models(settings: Settings, in_channels: int | None = None,
                              "config or for this model", options=True)
         try:
             loaded = load_model(spec.load_target(), spec.args)
-            shape = input_shape(loaded.model, parse_resolution(spec.res), in_channels)
-            results.append(api.check(
+            results.append(run_at_input(lambda shape: api.check(
                 loaded.model, shape, name=spec.target, select=settings.select,
                 ignore=settings.ignore, per_layer_ignores=settings.per_layer_ignores,
                 source=loaded.source, cost=cost, counter=counter, object_size=object_size,
-                include_gates=include_gates))
+                include_gates=include_gates), loaded.model, parse_resolution(spec.res),
+                in_channels)[1])
         except RfalintError as exc:
             # Name the configured model a message is about, unless it already does.
             if not configured or spec.target in str(exc):

@@ -12,16 +12,17 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch.nn as nn
 
-from rfalint.errors import LoadError, UsageError
+from rfalint.errors import LoadError, ModelError, UsageError
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -147,9 +148,8 @@ def declared_resolution(loaded: LoadedModel) -> tuple[int, ...] | None:
 def input_shape(model: nn.Module, res: tuple[int, ...], in_channels: int | None) -> tuple[int, ...]:
     """(C, *spatial). A single size is repeated over the model's spatial dims, which are
     read from its first conv/pool/norm layer. Without ``in_channels``, C is the input
-    channels of the model's first conv layer, else 3. No forward runs here: a model whose
-    first registered conv is not the one that reads the input fails its capture with
-    torch's channel error, and the caller passes ``in_channels``."""
+    channels of the model's first conv layer, else 3; no forward runs here
+    (:func:`run_at_input` corrects C when that conv does not read the input)."""
     if in_channels is not None and in_channels <= 0:
         raise UsageError(f"{{in_channels}} must be positive, got {in_channels}", options=True)
     if len(res) == 1:
@@ -158,6 +158,44 @@ def input_shape(model: nn.Module, res: tuple[int, ...], in_channels: int | None)
         return (in_channels, *res)
     first_conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
     return (first_conv.in_channels if first_conv is not None else 3, *res)
+
+
+# Input channel counts tried, in this order, when the first conv's count does not fit.
+PROBED_CHANNELS = (3, 1, 4, 2)
+_CHANNEL_ERROR = re.compile(r"to have \d+ channels, but got \d+ channels")
+
+T = TypeVar("T")
+
+
+def run_at_input(run: Callable[[tuple[int, ...]], T], model: nn.Module, res: tuple[int, ...],
+                 in_channels: int | None) -> tuple[tuple[int, ...], T]:
+    """``(shape, run(shape))`` at the model's input shape (:func:`input_shape`).
+
+    When C was inferred and the forward rejects it with a conv channel error, the first
+    registered conv does not read the input (YOLO's Focus stem stacks 4 phases of it): the
+    counts of ``PROBED_CHANNELS`` are tried in turn, and a note on stderr says which one
+    ran. A well-formed model pays no extra forward."""
+    shape = input_shape(model, res, in_channels)
+    try:
+        return shape, run(shape)
+    except ModelError as exc:
+        if in_channels is not None or not _CHANNEL_ERROR.search(str(exc)):
+            raise
+        first_error = exc
+    for channels in PROBED_CHANNELS:
+        if channels == shape[0]:
+            continue
+        try:
+            result = run((channels, *shape[1:]))
+        except ModelError as exc:
+            if _CHANNEL_ERROR.search(str(exc)):
+                continue
+            raise
+        print(f"rfalint: note: the first conv reads {shape[0]} channels but not the input; "
+              f"ran with {channels} input channels, the first of {PROBED_CHANNELS} that fits "
+              "(pass --in-channels to set it)", file=sys.stderr)
+        return (channels, *shape[1:]), result
+    raise first_error
 
 
 def load_model(target: str, kwargs: dict[str, Any] | None = None) -> LoadedModel:

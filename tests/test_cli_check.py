@@ -11,6 +11,7 @@ import pytest
 
 from rfalint.cli import main
 
+from clihelp import run
 from conftest import FIXTURES, ROOT
 
 
@@ -230,3 +231,34 @@ def test_norms_and_activations_are_hidden_unless_all_nodes(capsys, monkeypatch, 
     assert "BatchNorm2d" not in short and "ReLU" not in short
     assert "Conv2d" in short and "Linear" in short  # weighted conv and the head stay
     assert "BatchNorm2d" in every and "ReLU" in every
+
+
+def test_input_channels_are_probed_only_when_the_first_conv_does_not_read_the_input(monkeypatch):
+    """Focus stem: the first registered conv reads 4 x 3 stacked phases, so its 12 input
+    channels fail; 3 is tried next and runs, with a note. A plain model runs one capture."""
+    from rfalint import api
+    captures = []
+    real_capture = api.capture
+    monkeypatch.setattr(api, "capture", lambda model, shape, **kwargs: (
+        captures.append(shape), real_capture(model, shape, **kwargs))[1])
+    focus = run("check", str(FIXTURES / "focus_stem.py"), "--res", "64", "--format", "json",
+                "--fail-on", "never")
+    assert focus.code == 0, focus.err
+    assert json.loads(focus.out)["input_shape"] == [3, 64, 64]
+    assert "ran with 3 input channels" in focus.err
+    assert [shape[0] for shape in captures] == [12, 3]
+    captures.clear()
+    plain = run("check", str(FIXTURES / "vgg11.py"), "--res", "32", "--format", "json",
+                "--fail-on", "never")
+    assert plain.code == 0 and "note" not in plain.err
+    assert captures == [(3, 32, 32)]
+
+
+def test_a_channel_bug_inside_the_model_is_still_an_error(tmp_path):
+    (tmp_path / "bug.py").write_text(
+        "import torch.nn as nn\n"
+        "def net():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(16, 8, 3))\n")
+    result = run("check", str(tmp_path / "bug.py"), "--res", "16")
+    assert result.code == 2
+    assert "expected input[1, 8, 14, 14] to have 16 channels" in result.err
