@@ -23,6 +23,7 @@ from rfalint.analysis.memory import Memory, activation_memory, model_dtype
 from rfalint.capture import capture
 from rfalint.analysis.plan import Candidate, estimate
 from rfalint.errors import UsageError
+from rfalint.ops import Registry
 from rfalint.rules import Finding, Severity, run_rules
 
 # "incomplete": fail on errors and on any analysis that could not be completed (RFA201)
@@ -68,12 +69,15 @@ def object_sizes(value: ObjectSizes) -> dict[str | None, ObjectSize] | None:
 
 
 def analyze(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
-            object_size: ObjectSizes = None, include_gates: bool = False) -> Analysis:
+            object_size: ObjectSizes = None, include_gates: bool = False,
+            registry: Registry | None = None) -> Analysis:
     """Capture ``model`` at ``input_shape`` = (C, *spatial) and compute RFs and borders,
     against ``object_size`` instead of the image when given (docs/method.md §5).
-    ``include_gates`` counts full-size attention gates as feature paths (§3)."""
-    return analyze_graph(capture(model, tuple(input_shape), name=name), object_sizes(object_size),
-                         include_gates=include_gates)
+    ``include_gates`` counts full-size attention gates as feature paths (§3).
+    ``registry`` says which ops and leaf modules rfalint knows (:mod:`rfalint.ops`;
+    default: the process-wide one, which :func:`rfalint.register_module` extends)."""
+    graph = capture(model, tuple(input_shape), name=name, registry=registry)
+    return analyze_graph(graph, object_sizes(object_size), include_gates=include_gates)
 
 
 def rf_region(analysis: Analysis, node: str | int,
@@ -112,12 +116,13 @@ def check(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
           select: Iterable[str] = ("RFA",), ignore: Iterable[str] = (),
           per_layer_ignores: Mapping[str, Iterable[str]] | None = None,
           source: Path | None = None, cost: bool = True, counter: str = "auto",
-          object_size: ObjectSizes = None, include_gates: bool = False) -> CheckResult:
+          object_size: ObjectSizes = None, include_gates: bool = False,
+          registry: Registry | None = None) -> CheckResult:
     """Analyse ``model``, run the rules on it and, unless ``cost=False``, count its
     parameters and MACs per layer with ``counter`` (see :mod:`rfalint.analysis.cost`) and
     its activation memory (:mod:`rfalint.analysis.memory`)."""
     analysis = analyze(model, input_shape, name=name, object_size=object_size,
-                       include_gates=include_gates)
+                       include_gates=include_gates, registry=registry)
     findings = run_rules(analysis, select, ignore, per_layer_ignores)
     counted = measure(model, analysis.graph, counter) if cost else None
     candidates = estimate(analysis, counted) if cost else None

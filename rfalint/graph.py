@@ -13,9 +13,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch.nn as nn
+
+if TYPE_CHECKING:
+    from rfalint.ops import Registry
 
 
 class Kind(str, enum.Enum):
@@ -182,6 +185,8 @@ class Graph:
     # Output node id -> where the forward returned it: "0" for a lone tensor, the index in a
     # tuple, the key in a dict ("p3"), joined with "." when nested.
     output_names: dict[int, str] = field(default_factory=dict)
+    # The op registry the graph was captured with: the cost model counts MACs with it.
+    registry: "Registry | None" = field(default=None, repr=False, compare=False)
 
     @property
     def spatial_dims(self) -> int:

@@ -63,13 +63,13 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import torch
 import torch.nn as nn
 
 from rfalint.analysis.border import Border, LayerStatus
-from rfalint.capture import ops
+from rfalint.ops import DEFAULT, Registry, macs
 from rfalint.errors import ModelError, UsageError
 from rfalint.graph import Graph, Node
 
@@ -142,7 +142,7 @@ def measure(model: nn.Module, graph: Graph, counter: str = "auto") -> Cost:
     params = _node_params(model, graph)
     params_total = sum(p.numel() for p in model.parameters())
     graph_macs = [_graph_macs(graph, node) for node in graph]
-    skipped = Counter(n.op for n in graph if n.id and n.module is None and _uncounted(n.op))
+    skipped = Counter(n.op for n in graph if n.id and _uncounted(graph, n))
     if counter == GRAPH or (counter == "auto" and not skipped):
         return Cost(params, graph_macs, params_total, sum(graph_macs), GRAPH, dict(skipped))
     reason = None
@@ -283,94 +283,36 @@ def _input_shapes(graph: Graph, node: Node) -> list[tuple[int, ...]]:
     return [graph[src].out_shapes[slot] for src, slot in zip(node.inputs, slots)]
 
 
-def _conv_args(node: Node) -> tuple[tuple[int, ...], int]:
-    """Kernel size and groups as capture recorded them (module attributes, or a functional
-    call's arguments with the kernel size read off its weight)."""
-    return tuple(node.call_args["kernel_size"]), int(node.call_args.get("groups", 1))
-
-
-def _conv_macs(graph: Graph, node: Node) -> int:
-    """out positions x out channels x (in channels / groups) x kernel volume."""
-    kernel, groups = _conv_args(node)
-    x = _input_shapes(graph, node)[0]
-    c_in = x[-len(kernel) - 1]
-    return math.prod(node.out_shape) * (c_in // groups) * math.prod(kernel)
-
-
-def _conv_transpose_macs(graph: Graph, node: Node) -> int:
-    """Each input value is scattered to (out channels / groups) x kernel volume outputs."""
-    kernel, groups = _conv_args(node)
-    x = _input_shapes(graph, node)[0]
-    c_out = node.out_shape[-len(kernel) - 1]
-    return math.prod(x) * (c_out // groups) * math.prod(kernel)
-
-
-def _linear_macs(graph: Graph, node: Node) -> int:
-    return math.prod(node.out_shape) * _input_shapes(graph, node)[0][-1]
-
-
-def _matmul_macs(graph: Graph, node: Node) -> int:
-    """out elements x contracted size. With one operand from the graph (``x @ W`` or
-    ``W @ x``) its side is read from the output shape; the left side wins a tie."""
-    shapes = _input_shapes(graph, node)
-    out = node.out_shape
-    x = shapes[0]
-    if len(shapes) == 1 and len(x) >= 2 and len(out) >= 2 and out[-2] != x[-2] \
-            and out[-1] == x[-1]:
-        return math.prod(out) * x[-2]
-    return math.prod(out) * x[-1]
-
-
-# Functional form (a leaf module's ``ops.MODULE_OPS`` form, else the node's op) -> counter.
-MAC_COUNTERS: dict[str, Callable[[Graph, Node], int]] = {
-    "conv": _conv_macs,
-    **{f"conv{n}d": _conv_macs for n in (1, 2, 3)},
-    "conv_transpose": _conv_transpose_macs,
-    **{f"conv_transpose{n}d": _conv_transpose_macs for n in (1, 2, 3)},
-    "linear": _linear_macs,
-    "matmul": _matmul_macs,
-    "mm": _matmul_macs,
-    "bmm": _matmul_macs,
-}
-
-# Ops the capture table knows that do multiply-accumulates the graph alone cannot size
-# (the einsum equation, the non-input operands are not recorded). They, and every op the
-# capture table does not know, are listed as skipped by the graph counter.
-UNCOUNTED_MAC_OPS = frozenset({"einsum", "baddbmm", "scaled_dot_product_attention",
-                               "multi_head_attention_forward"})
-
-
-def _form(node: Node) -> str:
-    if node.module is not None:
-        entry = ops.MODULE_OPS.get(type(node.module))
-        return entry[0] if entry else node.op
-    return node.op
+def _registry(graph: Graph) -> Registry:
+    return graph.registry or DEFAULT
 
 
 def _graph_macs(graph: Graph, node: Node) -> int:
-    count = MAC_COUNTERS.get(_form(node))
-    return count(graph, node) if count is not None and node.inputs else 0
+    count, _ = _registry(graph).macs_of(node)
+    return count(node, _input_shapes(graph, node)) if count is not None and node.inputs else 0
 
 
-def _uncounted(op: str) -> bool:
-    """A functional op with possible MACs the graph counter does not count."""
-    return op in UNCOUNTED_MAC_OPS or (op not in MAC_COUNTERS and ops.handler_for(op) is None)
+def _uncounted(graph: Graph, node: Node) -> bool:
+    """A functional op that may do MACs the graph counter does not count."""
+    return node.module is None and _registry(graph).macs_of(node)[1]
 
 
 # --------------------------------------------------------------------------- parameters
 
+_WEIGHTED = (macs.conv, macs.conv_transpose, macs.linear)
+
 
 def _weight_shapes(graph: Graph, node: Node) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """Weight and bias shapes a functional conv/linear call must have used."""
-    form = _form(node)
-    if form not in MAC_COUNTERS or form in ("matmul", "mm", "bmm") or not node.inputs:
+    count, _ = _registry(graph).macs_of(node)
+    if count not in _WEIGHTED or not node.inputs:
         return None
     x, out = _input_shapes(graph, node)[0], node.out_shape
-    if form == "linear":
+    if count is macs.linear:
         return (out[-1], x[-1]), (out[-1],)
-    kernel, groups = _conv_args(node)
+    kernel, groups = macs.conv_args(node)
     c_in, c_out = x[-len(kernel) - 1], out[-len(kernel) - 1]
-    if MAC_COUNTERS[form] is _conv_transpose_macs:
+    if count is macs.conv_transpose:
         return (c_in, c_out // groups, *kernel), (c_out,)
     return (c_out, c_in // groups, *kernel), (c_out,)
 

@@ -87,7 +87,7 @@ def _conv_operands(a: dict[str, Any], spatial: int) -> bool | None:
     return batched
 
 
-def _conv(spatial: int) -> ShapeFunction:
+def conv(spatial: int) -> ShapeFunction:
     def shape(a: dict[str, Any]):
         x, w = a.get("input"), a.get("weight")
         batched = _conv_operands(a, spatial)
@@ -127,7 +127,7 @@ def _conv(spatial: int) -> ShapeFunction:
     return shape
 
 
-def _conv_transpose(spatial: int) -> ShapeFunction:
+def conv_transpose(spatial: int) -> ShapeFunction:
     def shape(a: dict[str, Any]):
         x, w = a.get("input"), a.get("weight")
         batched = _conv_operands(a, spatial)
@@ -151,7 +151,7 @@ def _conv_transpose(spatial: int) -> ShapeFunction:
     return shape
 
 
-def _pool(spatial: int, with_dilation: bool) -> ShapeFunction:
+def pool(spatial: int, with_dilation: bool) -> ShapeFunction:
     def shape(a: dict[str, Any]):
         x = a.get("input")
         if not _plain(x) or _batched(x, spatial) is None or a.get("return_indices"):
@@ -174,7 +174,7 @@ def _pool(spatial: int, with_dilation: bool) -> ShapeFunction:
     return shape
 
 
-def _adaptive(spatial: int) -> ShapeFunction:
+def adaptive(spatial: int) -> ShapeFunction:
     def shape(a: dict[str, Any]):
         x, size = a.get("input"), a.get("output_size")
         if not _plain(x) or _batched(x, spatial) is None or a.get("return_indices"):
@@ -191,7 +191,7 @@ def _adaptive(spatial: int) -> ShapeFunction:
     return shape
 
 
-def _linear(a: dict[str, Any]):
+def linear(a: dict[str, Any]):
     x, w, b = a.get("input"), a.get("weight"), a.get("bias")
     if not _plain(x) or not _plain(w, x) or w.dim() != 2 or x.dim() < 1:
         return None
@@ -214,10 +214,10 @@ def _broadcast(shapes: list[Shape]) -> Shape | None:
     return tuple(out)
 
 
-_COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge"}
+COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge"}
 
 
-def _binary(op: str) -> ShapeFunction:
+def binary(op: str) -> ShapeFunction:
     def shape(a: dict[str, Any]):
         operands = a["operands"]
         tensors = [t for t in operands if isinstance(t, torch.Tensor)]
@@ -232,14 +232,14 @@ def _binary(op: str) -> ShapeFunction:
         if out is None:
             return None
         first = tensors[0]
-        dtype = torch.bool if op in _COMPARISONS else torch.result_type(*operands)
+        dtype = torch.bool if op in COMPARISONS else torch.result_type(*operands)
         if op in ("div", "truediv") and not (dtype.is_floating_point or dtype.is_complex):
             dtype = torch.get_default_dtype()
         return empty(out, first, dtype)
     return shape
 
 
-def _cat(stack: bool) -> ShapeFunction:
+def cat(stack: bool) -> ShapeFunction:
     def shape(a: dict[str, Any]):
         tensors, dim = a.get("tensors"), a.get("dim", 0)
         if not isinstance(tensors, (list, tuple)) or not tensors or not isinstance(dim, int) \
@@ -264,7 +264,7 @@ def _cat(stack: bool) -> ShapeFunction:
     return shape
 
 
-def _reduce(a: dict[str, Any]):
+def reduce(a: dict[str, Any]):
     """sum/amax/amin/mean over ``dim`` (all dims when None) of a floating tensor."""
     x, dim, keepdim = a.get("input"), a.get("dim"), a.get("keepdim", False)
     if not _plain(x) or x.dim() == 0 or not x.dtype.is_floating_point \
@@ -280,7 +280,7 @@ def _reduce(a: dict[str, Any]):
     return empty(out, x)
 
 
-def _softmax(a: dict[str, Any]):
+def softmax(a: dict[str, Any]):
     x, dim = a.get("input"), a.get("dim")
     if not _plain(x) or not isinstance(dim, int) or a.get("dtype") is not None \
             or set(a) - {"input", "dim", "dtype", "_stacklevel"} \
@@ -293,7 +293,7 @@ _INTERPOLATE_DIMS = {"nearest": (1, 2, 3), "nearest-exact": (1, 2, 3), "area": (
                      "linear": (1,), "bilinear": (2,), "bicubic": (2,), "trilinear": (3,)}
 
 
-def _interpolate(a: dict[str, Any]):
+def interpolate(a: dict[str, Any]):
     """``F.interpolate``: ``size``, else ``floor(in * scale_factor)`` per spatial axis."""
     x, size, scale = a.get("input"), a.get("size"), a.get("scale_factor")
     mode = a.get("mode", "nearest")
@@ -315,23 +315,3 @@ def _interpolate(a: dict[str, Any]):
     if out is None or any(o <= 0 for o in out):
         return None
     return empty((*x.shape[:2], *out), x)
-
-
-SHAPE_FUNCTIONS: dict[str, ShapeFunction] = {
-    "interpolate": _interpolate,
-    **{f"conv{n}d": _conv(n) for n in (1, 2, 3)},
-    **{f"conv_transpose{n}d": _conv_transpose(n) for n in (1, 2, 3)},
-    **{f"max_pool{n}d": _pool(n, True) for n in (1, 2, 3)},
-    **{f"avg_pool{n}d": _pool(n, False) for n in (1, 2, 3)},
-    **{f"adaptive_{k}_pool{n}d": _adaptive(n) for k in ("avg", "max") for n in (1, 2, 3)},
-    "linear": _linear,
-    **{op: _binary(op) for op in ("add", "sub", "mul", "div", *_COMPARISONS)},
-    "cat": _cat(False),
-    "stack": _cat(True),
-    "mean": _reduce,
-    "sum": _reduce,
-    "amax": _reduce,
-    "amin": _reduce,
-    "softmax": _softmax,
-    "log_softmax": _softmax,
-}

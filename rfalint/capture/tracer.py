@@ -23,7 +23,7 @@ import functools
 import inspect
 import logging
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -31,17 +31,33 @@ from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_flatten_with_path
 
-from rfalint.capture import ops, shapes
+from rfalint import ops  # the registry (read at call time: rfalint.ops imports geometry)
+from rfalint.capture import geometry, shapes
 from rfalint.capture.gates import mark_gates
 from rfalint.errors import CollapseError, ModelError
 from rfalint.graph import Graph, Kind, Node
+
+if TYPE_CHECKING:
+    from rfalint.ops import OpRecord, Registry
+
+
+# Calls that never carry tensor dataflow worth a node (shape queries, printing, ...).
+IGNORED = {"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
+           "randint_like", "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor",
+           "size", "dim", "numel", "shape", "get", "item", "tolist", "__get__", "__len__",
+           "__format__", "__repr__", "__bool__", "__iter__", "is_contiguous", "data_ptr",
+           "stride", "storage_offset", "element_size", "is_floating_point", "__contains__",
+           "__hash__", "__index__", "__int__", "__float__", "numpy", "backward", "register_hook",
+           "retain_grad", "set_", "device", "dtype", "is_complex", "_set_grad_enabled"}
 
 
 class _Recorder(TorchFunctionMode):
     """Turns every tensor-producing call into a Node."""
 
-    def __init__(self, model: nn.Module, spatial_dims: int, shape_only: bool = False):
+    def __init__(self, model: nn.Module, spatial_dims: int, registry: Registry,
+                 shape_only: bool = False):
         super().__init__()
+        self.registry = registry
         self.spatial_dims = spatial_dims
         self.shape_only = shape_only  # meta/fake tensors: values are never read
         self.nodes: list[Node] = []
@@ -49,7 +65,8 @@ class _Recorder(TorchFunctionMode):
         self.alive: list[torch.Tensor] = []  # keeps ids unique while capturing
         self.names = {m: n for n, m in model.named_modules()}
         # Decided before any forward is patched for speed, so patching cannot change it.
-        self.leaves = {m: call for m in model.modules() if (call := ops.module_call(m))}
+        self.leaves = {m: (record, record.read_args(m)) for m in model.modules()
+                       if (record := registry.module_record(m))}
         self.scope: list[str] = []
         self.leaf_depth = 0
         self.leaf_inputs: list[Any] = []
@@ -86,9 +103,9 @@ class _Recorder(TorchFunctionMode):
         leaves, _ = tree_flatten(tree)
         return [t for t in leaves if isinstance(t, torch.Tensor) and id(t) in self.producer]
 
-    def _info(self, t: torch.Tensor) -> ops.TensorInfo:
+    def _info(self, t: torch.Tensor) -> geometry.TensorInfo:
         node_id, _ = self.producer[id(t)]
-        return ops.TensorInfo(tuple(t.shape), self.nodes[node_id].layout)
+        return geometry.TensorInfo(tuple(t.shape), self.nodes[node_id].layout)
 
     def add_input(self, x: torch.Tensor) -> None:
         layout = tuple(range(x.dim() - self.spatial_dims, x.dim()))
@@ -108,14 +125,14 @@ class _Recorder(TorchFunctionMode):
         if not outputs:
             return
         infos = [self._info(t) for t in inputs]
-        call = ops.Call(op, infos, args, [tuple(t.shape) for t in outputs])
-        handler = ops.handler_for(op)
+        call = geometry.Call(op, infos, args, [tuple(t.shape) for t in outputs])
+        record = self.registry.op(op)
         if all(info.layout is None for info in infos):
-            effect = ops.nonspatial(call)  # head or gate: positions are already gone
-        elif handler is None:
-            effect = ops.unknown(call, f"unsupported op '{op}'")
+            effect = geometry.nonspatial(call)  # head or gate: positions are already gone
+        elif record is None:
+            effect = geometry.unknown(call, f"unsupported op '{op}'")
         else:
-            effect = handler(call)
+            effect = record.geometry(call)
         sources = [self.producer[id(t)] for t in inputs]
         node = Node(
             id=-1,
@@ -158,9 +175,10 @@ class _Recorder(TorchFunctionMode):
         inputs = self.leaf_inputs.pop()
         if not inputs:
             return
-        op, margs = self.leaves[module]
-        self._record(op, ops.display_type(module), name or type(module).__name__.lower(),
-                     inputs, margs, output, module)
+        record, margs = self.leaves[module]
+        shown = record.op if record.shows_op else type(module).__name__
+        self._record(record.op, shown, name or type(module).__name__.lower(), inputs, margs,
+                     output, module)
 
     def _check_traced(self, name: str, args: tuple, kwargs: dict, output: Any) -> None:
         """Remember the first module that took a traced tensor and returned only untraced
@@ -176,12 +194,13 @@ class _Recorder(TorchFunctionMode):
         input's shape (meta kernels of activations and norms go through slow decompositions)."""
         raw = getattr(func, "__name__", "")
         if self.shape_only and args:
-            op = ops.normalise_op_name(raw)
-            if op in ops.SHAPE_PRESERVING and isinstance(args[0], torch.Tensor):
-                return args[0] if _aliases_input(func, op, raw, args, kwargs) \
+            record = self.registry.resolve(raw)
+            if record is not None and record.shape_preserving \
+                    and isinstance(args[0], torch.Tensor):
+                return args[0] if _aliases_input(func, record.name, raw, args, kwargs) \
                     else shapes.empty_like(args[0])
-            if op in shapes.SHAPE_FUNCTIONS and "out" not in kwargs:
-                result = _shape_only_result(func, op, raw, args, kwargs)
+            if record is not None and record.shape is not None and "out" not in kwargs:
+                result = _shape_only_result(func, record, raw, args, kwargs)
                 if result is not None:
                     return result
         return func(*args, **kwargs)
@@ -210,15 +229,15 @@ class _Recorder(TorchFunctionMode):
         if self.leaf_depth:
             return result
         raw = getattr(func, "__name__", "")
-        if raw in ops.IGNORED or raw.startswith("_") and not raw.startswith("__"):
+        if raw in IGNORED or raw.startswith("_") and not raw.startswith("__"):
             return result
-        op = ops.normalise_op_name(raw)
-        if op in ops.IGNORED:
+        op = self.registry.normalise(raw)
+        if op in IGNORED:
             return result
         inputs = self._tensor_inputs((args, kwargs))
         if not inputs:
             return result
-        bound = _bind(op, args, kwargs)
+        bound = _bind(self.registry.op(op), args, kwargs)
         if op in ("max", "min") and isinstance(bound.get("dim"), torch.Tensor):
             op = "maximum" if op == "max" else "minimum"
         scope = self.current_scope()
@@ -246,15 +265,16 @@ def _holds_tensor(value: Any) -> bool:
     return any(isinstance(leaf, torch.Tensor) for leaf in tree_flatten(value)[0])
 
 
-def _bind(op: str, args: tuple, kwargs: dict) -> dict[str, Any]:
+def _bind(record: OpRecord | None, args: tuple, kwargs: dict) -> dict[str, Any]:
     """Bind positional args to names the handlers read; derive kernel sizes from weights."""
-    if op == "permute":
+    if record is None:
+        return dict(kwargs)
+    if record.name == "permute":
         dims = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
         return {"dims": tuple(kwargs.get("dims", dims))}
-    sig = ops.signature_for(op)
-    bound = ops.bind(sig, args, kwargs) if sig else dict(kwargs)
+    bound = {**dict(zip(record.signature, args)), **kwargs}
     weight = bound.get("weight")
-    if isinstance(weight, torch.Tensor) and op.startswith("conv"):
+    if isinstance(weight, torch.Tensor) and record.name.startswith("conv"):
         bound["kernel_size"] = tuple(weight.shape[2:])
     return bound
 
@@ -282,13 +302,13 @@ def _quiet_fake_tensors():
         log.setLevel(level)
 
 
-def _forward(model: nn.Module, x: torch.Tensor, mode: str) -> Any:
+def _forward(model: nn.Module, x: torch.Tensor, mode: str, recorder: _Recorder) -> Any:
     """One forward in ``mode``: "meta" (parameters swapped for meta tensors, no compute),
     "fake" (FakeTensorMode: also copes with tensors created on the CPU inside forward) or
     "real"."""
     if mode == "real":
         return model(x)
-    with _shape_only_forwards(model):
+    with _shape_only_forwards(recorder):
         if mode == "meta":
             state = {name: t.detach().to("meta") for name, t in
                      (*model.named_parameters(), *model.named_buffers())}
@@ -297,15 +317,15 @@ def _forward(model: nn.Module, x: torch.Tensor, mode: str) -> Any:
             return model(x)
 
 
-def _run(model: nn.Module, input_shape: tuple[int, ...], mode: str
+def _run(model: nn.Module, input_shape: tuple[int, ...], mode: str, registry: Registry
          ) -> tuple[_Recorder, Any, str]:
     """Returns the recorder, the forward's output and, when only the head failed, why."""
     x = _dummy_input(input_shape, mode)
-    recorder = _Recorder(model, len(input_shape) - 1, shape_only=mode != "real")
+    recorder = _Recorder(model, len(input_shape) - 1, registry, shape_only=mode != "real")
     recorder.add_input(x)
     try:
         with torch.no_grad(), recorder:
-            out = _forward(model, x, mode)
+            out = _forward(model, x, mode, recorder)
     except SystemExit as exc:
         raise ModelError(f"the model's forward called sys.exit({exc.code}) at "
                          f"'{recorder.current_scope() or 'the top-level forward'}'") from None
@@ -321,17 +341,18 @@ def _run(model: nn.Module, input_shape: tuple[int, ...], mode: str
     return recorder, out, ""
 
 
-def _shape_only_result(func, op: str, raw: str, args: tuple, kwargs: dict) -> Any:
-    """The op's output from :mod:`rfalint.capture.shapes`, or None to run its kernel."""
-    if ops.handler_for(op) is ops.merge:
-        result = shapes.SHAPE_FUNCTIONS[op]({"operands": args, "kwargs": kwargs})
-        if result is not None and _aliases_input(func, op, raw, args, kwargs):
+def _shape_only_result(func, record: OpRecord, raw: str, args: tuple, kwargs: dict) -> Any:
+    """The op's output from its shape function (rfalint.capture.shapes), or None to run
+    its kernel."""
+    if record.geometry is geometry.merge:
+        result = record.shape({"operands": args, "kwargs": kwargs})
+        if result is not None and _aliases_input(func, record.name, raw, args, kwargs):
             # x += y returns x itself, which must keep its shape
             return args[0] if result.shape == args[0].shape else None
         return result
-    if _aliases_input(func, op, raw, args, kwargs):
+    if _aliases_input(func, record.name, raw, args, kwargs):
         return None
-    return shapes.SHAPE_FUNCTIONS[op](_bind(op, args, kwargs))
+    return record.shape(_bind(record, args, kwargs))
 
 
 def _aliases_input(func, op: str, raw: str, args: tuple, kwargs: dict) -> bool:
@@ -379,13 +400,14 @@ def _empty_like(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _shape_only_forwards(model: nn.Module):
+def _shape_only_forwards(recorder: _Recorder):
     """Replace shape-preserving leaf forwards (exact activation, norm and dropout types and
     subclasses that override nothing) by an empty tensor of the input's shape, or the input
     itself where the real forward returns it, while running without data. Hooks still fire
     (the module is still called), so the graph is unchanged; the recorder's own shortcut
     covers the same ops called functionally."""
-    patched = [m for m in model.modules() if ops.is_shape_preserving_leaf(m)]
+    patched = [m for m, (record, _) in recorder.leaves.items()
+               if recorder.registry.op(record.op).shape_preserving]
     for module in patched:
         module.forward = _identity if _returns_input(module) else _empty_like
     try:
@@ -411,7 +433,7 @@ def _needs_real_data(exc: Exception) -> bool:
 
 
 def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
-            mode: str = "auto") -> Graph:
+            mode: str = "auto", registry: Registry | None = None) -> Graph:
     """Run ``model`` once on a dummy input of ``(C, *spatial)`` and return its graph.
 
     ``mode="auto"`` tries the cheapest forward that works: meta tensors (shapes only), then
@@ -419,16 +441,18 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
     data for forwards whose control flow reads tensor values. Shape errors end the search.
     ``mode="real"`` runs on real data at once. The test suite asserts that both give the
     same graph: the shape-only shortcuts must never change what is captured.
+    ``registry`` says which ops and leaf modules rfalint knows (:mod:`rfalint.ops`).
     """
+    registry = registry or ops.DEFAULT
     if mode not in ("auto", "real"):
         raise ValueError(f"capture mode must be 'auto' or 'real', got {mode!r}")
     model.eval()
     with _quiet_fake_tensors():
         if mode == "auto":
-            recorder, out, head_error, mode = _run_shape_only(model, input_shape)
+            recorder, out, head_error, mode = _run_shape_only(model, input_shape, registry)
     if mode == "real":
         try:
-            recorder, out, head_error = _run(model, input_shape, "real")
+            recorder, out, head_error = _run(model, input_shape, "real", registry)
         except Exception as exc:
             raise _failure(exc, input_shape) from exc
     named: dict[int, str] = {}
@@ -442,7 +466,8 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
     renumbered = dict(zip(outputs, live_outputs))
     graph = Graph(nodes, tuple(input_shape), live_outputs, model_name=name, capture_mode=mode,
                   head_error=head_error,
-                  output_names={renumbered[old]: label for old, label in named.items()})
+                  output_names={renumbered[old]: label for old, label in named.items()},
+                  registry=registry)
     mark_gates(graph)
     return graph
 
@@ -454,16 +479,16 @@ def _output_name(path: tuple) -> str:
     return ".".join(parts) or "0"
 
 
-def _run_shape_only(model: nn.Module, input_shape: tuple[int, ...]):
+def _run_shape_only(model: nn.Module, input_shape: tuple[int, ...], registry: Registry):
     """Meta tensors, else fake tensors; mode "real" when the forward reads values."""
     try:
-        recorder, out, head_error = _run(model, input_shape, "meta")
+        recorder, out, head_error = _run(model, input_shape, "meta", registry)
         if not head_error:
             return recorder, out, head_error, "meta"
     except Exception:
         pass  # may be meta's fault (a CPU tensor made inside forward): fake tensors decide
     try:
-        recorder, out, head_error = _run(model, input_shape, "fake")
+        recorder, out, head_error = _run(model, input_shape, "fake", registry)
     except ModelError:
         raise
     except Exception as exc:

@@ -5,79 +5,37 @@ The file needs only torch. ``__init__`` constructs every module under its spec n
 (``layer1.0.conv1`` is ``self.layer1[0]['conv1']``), so ``state_dict`` keys are the
 spec's and weights saved by ``fix --save-weights`` load into it. ``forward`` is
 straight-line code over the layer list; functional ops are written as the torch calls
-they stand for (the table below), so no rfalint module is needed at run time.
+they stand for (each op record's Python form, rfalint.ops), so no rfalint module is
+needed at run time.
 """
 
 from __future__ import annotations
 
 import keyword
 import re
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from rfalint.spec import Document, parse
 from rfalint.spec.document import INPUT
-from rfalint.spec.ops import OPS
+from rfalint.ops import DEFAULT
+from rfalint.ops import python as py
+from rfalint.ops.records import Writer
 
 _RESERVED = {"x", "self", "torch", "nn", "F"}
 
 
-def _kwargs(args: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in args.items())
-
-
-def _call(prefix: str, name: str) -> Callable[[list[str], dict[str, Any]], str]:
-    def write(xs: list[str], args: dict[str, Any]) -> str:
-        return f"{prefix}.{name}({', '.join([*xs, *([_kwargs(args)] if args else [])])})"
-    return write
-
-
-def _reduce(method: str) -> Callable[[list[str], dict[str, Any]], str]:
-    def write(xs: list[str], args: dict[str, Any]) -> str:
-        if args.get("dim") is None:
-            return f"{xs[0]}.{method}()"
-        keep = ", keepdim=True" if args.get("keepdim") else ""
-        return f"{xs[0]}.{method}({args['dim']!r}{keep})"
-    return write
-
-
-def _per_sample(method: str) -> Callable[[list[str], dict[str, Any]], str]:
-    def write(xs: list[str], args: dict[str, Any]) -> str:
-        shape = ", ".join(map(str, args["shape"]))
-        return f"{xs[0]}.{method}({xs[0]}.shape[0], {shape})"
-    return write
-
-
-# Ops whose spec function is not a plain torch / torch.nn.functional function.
-_SPECIAL: dict[str, Callable[[list[str], dict[str, Any]], str]] = {
-    "add": lambda xs, a: f"{xs[0]} + {xs[1]}",
-    "sub": lambda xs, a: f"{xs[0]} - {xs[1]}",
-    "mul": lambda xs, a: f"{xs[0]} * {xs[1]}",
-    "div": lambda xs, a: f"{xs[0]} / {xs[1]}",
-    "cat": lambda xs, a: f"torch.cat([{', '.join(xs)}], dim={a.get('dim', 0)!r})",
-    "expand_as": lambda xs, a: f"{xs[0]}.expand_as({xs[1]})",
-    "contiguous": lambda xs, a: f"{xs[0]}.contiguous()",
-    "dropout": lambda xs, a: f"F.dropout({xs[0]}, p={a.get('p', 0.5)!r}, training=self.training)",
-    "softmax": _call("F", "softmax"),
-    "log_softmax": _call("F", "log_softmax"),
-    "view": _per_sample("view"),
-    "reshape": _per_sample("reshape"),
-    "permute": lambda xs, a: f"{xs[0]}.permute({', '.join(map(str, a['dims']))})",
-    "squeeze": lambda xs, a: f"{xs[0]}.squeeze({'' if a.get('dim') is None else repr(a['dim'])})",
-    **{name: _reduce(name) for name in ("mean", "sum", "amax", "amin")},
-}
-
-
-def _writer(op: str) -> Callable[[list[str], dict[str, Any]], str]:
-    """How to write ``op`` as Python: the special table, else the torch function itself."""
-    if op in _SPECIAL:
-        return _SPECIAL[op]
-    fn = OPS[op].fn
+def _writer(op: str) -> Writer:
+    """How to write ``op`` as Python: its record's writer, else its torch function."""
+    record = DEFAULT.op(op)
+    if record.python is not None:
+        return record.python
+    fn = record.spec.fn
     for prefix, namespace in (("F", F), ("torch", torch)):
         if getattr(namespace, fn.__name__, None) is fn:
-            return _call(prefix, fn.__name__)
+            return py.call(prefix, fn.__name__)
     raise KeyError(f"no Python form for op '{op}'")
 
 
@@ -147,7 +105,7 @@ def emit_python(spec: dict[str, Any] | Document, header: str = "") -> str:
     top = _Scope()
     for layer in doc.layers:
         if layer.reuse is None and not layer.type.is_op:
-            top.add(layer.name.split("."), f"nn.{layer.type.name}({_kwargs(layer.args)})")
+            top.add(layer.name.split("."), f"nn.{layer.type.name}({py.kwargs_text(layer.args)})")
     init: list[str] = []
     for part, child in top.children.items():
         lines = [child] if isinstance(child, str) else child.write("")

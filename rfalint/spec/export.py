@@ -103,7 +103,7 @@ def _module_entry(node: Node) -> tuple[str, dict[str, Any]]:
     module = node.module
     if isinstance(module, Op):
         params = module.definition.params
-        return module.op, {k: _plain(v) for k, v in module.kwargs.items()
+        return module.rfalint_op, {k: _plain(v) for k, v in module.kwargs.items()
                            if v != params[k].default}
     layer_type = TYPES.get(type(module).__name__)
     if layer_type is None or layer_type.factory is not type(module):

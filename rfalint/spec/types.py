@@ -1,6 +1,6 @@
 """The allowlist of layer types a spec may name, and checking their arguments.
 
-Two kinds of type: the ``torch.nn`` layers the capture op table knows as leaves (so every
+Two kinds of type: the ``torch.nn`` layers the op registry knows as leaves (so every
 spec layer is one graph node under its own name), and rfalint's functional ops
 (:mod:`rfalint.spec.ops`). Nothing else can be built, whatever the YAML says. Arguments
 are checked against the constructor's type hints before anything is constructed, so a
@@ -18,8 +18,8 @@ from typing import Any, Callable, Literal, Union
 
 import torch.nn as nn
 
-from rfalint.capture.ops import MODULE_OPS
-from rfalint.spec.ops import OP_MODULES, OPS, REQUIRED, Param
+from rfalint.ops import DEFAULT
+from rfalint.spec.ops import OP_CLASSES, OPS, REQUIRED, Param
 
 # Constructor parameters that place or share tensors rather than define the architecture.
 NOT_SPEC_ARGS = frozenset({"device", "dtype", "process_group"})
@@ -83,11 +83,11 @@ def _nn_type(cls: type[nn.Module]) -> LayerType:
 
 def _op_type(name: str) -> LayerType:
     definition = OPS[name]
-    return LayerType(name, OP_MODULES[name], dict(definition.params), definition.arity, True)
+    return LayerType(name, OP_CLASSES[name], dict(definition.params), definition.arity, True)
 
 
 def _allowlist() -> dict[str, LayerType]:
-    nn_classes = [cls for cls in MODULE_OPS if getattr(nn, cls.__name__, None) is cls]
+    nn_classes = [cls for cls in DEFAULT.module_types() if getattr(nn, cls.__name__, None) is cls]
     table = {cls.__name__: _nn_type(cls) for cls in nn_classes}
     table.update({name: _op_type(name) for name in OPS})
     return table
