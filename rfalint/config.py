@@ -20,6 +20,10 @@ Example ``pyproject.toml``::
     target = "models/resnet.py:resnet18"
     args = { num_classes = 10 }
 
+    [[tool.rfalint.modules]]  # a custom layer analysed as one op (rfalint.ops)
+    type = "mypkg.layers:DeformConv2d"
+    window = ["kernel_size", "stride", "padding", "dilation"]
+
 File targets of ``[[tool.rfalint.models]]`` are relative to the config file's directory,
 so ``rfalint check`` gives the same result from any sub-directory.
 """
@@ -35,11 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import torch.nn as nn
+
 from rfalint import api
 from rfalint.api import FAIL_LEVELS, CheckResult
 from rfalint.errors import RfalintError, UsageError
-from rfalint.load import (RES_REQUIRED, Target, load_model, parse_args, parse_resolution,
-                          run_at_input)
+from rfalint.load import (RES_REQUIRED, Target, import_attribute, load_model, parse_args,
+                          parse_resolution, run_at_input)
+from rfalint.ops import DEFAULT, KINDS, Registry, register_module
 from rfalint.rules import RULES
 
 if sys.version_info >= (3, 11):
@@ -51,8 +58,9 @@ DEFAULT_SELECT = ("RFA",)
 CONFIG_FILE = "rfalint.toml"
 PYPROJECT = "pyproject.toml"
 
-SETTINGS_KEYS = ("res", "select", "ignore", "per-layer-ignores", "fail-on", "models")
+SETTINGS_KEYS = ("res", "select", "ignore", "per-layer-ignores", "fail-on", "models", "modules")
 MODEL_KEYS = ("target", "res", "args")
+MODULE_KEYS = ("type", "window", "kind", "pointwise")
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,33 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ModuleDecl:
+    """A custom layer from ``[[tool.rfalint.modules]]``: one op with a window, or pointwise
+    (:func:`rfalint.ops.register_module`). ``type`` is ``pkg.module:Class``, imported with
+    the config's directory on the path: it must be the class the model uses."""
+
+    type: str
+    window: tuple[str, ...] | dict[str, str] | None = None
+    kind: str = "conv"
+    pointwise: bool = False
+    base: Path | None = None
+
+    def register(self, registry: Registry) -> None:
+        sys.path.insert(0, str(self.base or Path.cwd()))
+        try:
+            cls, _ = import_attribute(self.type)
+        finally:
+            sys.path.pop(0)
+        if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+            raise UsageError(f"modules: {self.type} is not an nn.Module class")
+        try:
+            register_module(cls, window=self.window, pointwise=self.pointwise, kind=self.kind,
+                            registry=registry)
+        except ValueError as exc:
+            raise UsageError(f"modules: {self.type}: {exc}".replace("register_module: ", ""))
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective settings of one run."""
 
@@ -82,7 +117,17 @@ class Settings:
     per_layer_ignores: dict[str, tuple[str, ...]] = field(default_factory=dict)
     fail_on: str = "error"
     models: tuple[ModelSpec, ...] = ()
+    modules: tuple[ModuleDecl, ...] = ()
     path: Path | None = None  # the config file read, None when there is none
+
+    def registry(self) -> Registry | None:
+        """The op registry with the declared custom layers; None (the default) without."""
+        if not self.modules:
+            return None
+        registry = DEFAULT.copy()
+        for declaration in self.modules:
+            declaration.register(registry)
+        return registry
 
     def override(self, *, model: str | None = None, res: str | None = None,
                  args: list[str] | None = None, select: Iterable[str] | None = None,
@@ -127,6 +172,13 @@ class Settings:
             if model.res is not None:
                 lines.append(f"res = {_toml_res(model.res)}")
             lines.append(f"args = {_toml_value(model.args)}")
+        for module in self.modules:
+            lines += ["", "[[modules]]", f"type = {_toml_value(module.type)}"]
+            if module.pointwise:
+                lines.append("pointwise = true")
+            else:
+                lines += [f"window = {_toml_value(module.window)}",
+                          f"kind = {_toml_value(module.kind)}"]
         return "\n".join(lines) + "\n"
 
 
@@ -241,7 +293,37 @@ def parse_settings(table: dict[str, Any], path: Path, where: str = "tool.rfalint
         # A model without its own res inherits the top-level one.
         settings["models"] = tuple(_model(m, i + 1, path, key("models"), settings.get("res"))
                                    for i, m in enumerate(table["models"]))
+    if "modules" in table:
+        check(isinstance(table["modules"], list) and all(isinstance(m, dict)
+                                                         for m in table["modules"]),
+              "modules", "an array of tables ([[tool.rfalint.modules]])")
+        settings["modules"] = tuple(_module(m, i + 1, path, key("modules"))
+                                    for i, m in enumerate(table["modules"]))
     return Settings(**settings)
+
+
+def _module(entry: dict[str, Any], number: int, path: Path, where: str) -> ModuleDecl:
+    label = f"{path}: {where} #{number}"
+    for name in entry:
+        if name not in MODULE_KEYS:
+            raise UsageError(f"{label}: unknown key {name!r} (known: {', '.join(MODULE_KEYS)})")
+    kind, pointwise, window = entry.get("kind", "conv"), entry.get("pointwise", False), \
+        entry.get("window")
+    module, _, name = str(entry.get("type", "")).partition(":")  # pkg.module:Class
+    if not (module and name.isidentifier() and not module.endswith(".py")
+            and all(part.isidentifier() for part in module.split("."))):
+        raise UsageError(f"{label}: 'type' must be pkg.module:Class, got {entry.get('type')!r}")
+    if not isinstance(pointwise, bool) or (window is None) != pointwise:
+        raise UsageError(f"{label}: give either 'window' or 'pointwise = true'")
+    if window is not None and not (
+            isinstance(window, list) and all(isinstance(w, str) for w in window)
+            or isinstance(window, dict) and all(isinstance(w, str) for w in window.values())):
+        raise UsageError(f"{label}: 'window' must be a list of attribute names or a table "
+                         "of window argument = attribute name")
+    if kind not in KINDS:
+        raise UsageError(f"{label}: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+    window = tuple(window) if isinstance(window, list) else window
+    return ModuleDecl(entry["type"], window, kind, pointwise, path.parent)
 
 
 def _model(entry: dict[str, Any], number: int, path: Path, where: str,
@@ -311,6 +393,7 @@ def check_models(settings: Settings, in_channels: int | None = None,
             " (no rfalint.toml or [tool.rfalint] found from the current directory up)"
         raise UsageError(f"no MODEL given and no [[tool.rfalint.models]] configured{where}")
     results = []
+    registry = settings.registry()
     for spec in settings.models:
         configured = spec.base is not None
         if not spec.res:
@@ -324,8 +407,8 @@ def check_models(settings: Settings, in_channels: int | None = None,
                 loaded.model, shape, name=spec.target, select=settings.select,
                 ignore=settings.ignore, per_layer_ignores=settings.per_layer_ignores,
                 source=loaded.source, cost=cost, counter=counter, object_size=object_size,
-                include_gates=include_gates), loaded.model, parse_resolution(spec.res),
-                in_channels)[1])
+                include_gates=include_gates, registry=registry),
+                loaded.model, parse_resolution(spec.res), in_channels)[1])
         except RfalintError as exc:
             # Name the configured model a message is about, unless it already does.
             if not configured or spec.target in str(exc):

@@ -166,3 +166,67 @@ def test_spec_import_does_not_change_the_registry():
 def test_docstring_examples_run(module):
     failures, tried = doctest.testmod(importlib.import_module(module))
     assert tried and not failures
+
+
+LAYERS = '''
+import torch, torch.nn as nn, torch.nn.functional as F
+
+class UnfoldConv(nn.Module):
+    def __init__(self, c_in, c_out, k, stride=1):
+        super().__init__()
+        self.k, self.stride = k, stride
+        self.weight = nn.Parameter(torch.ones(c_out, c_in * k * k))
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        cols = F.unfold(x, self.k, stride=self.stride)
+        size = [(z - self.k) // self.stride + 1 for z in (h, w)]
+        return (self.weight @ cols).view(n, -1, *size)
+'''
+
+MODEL = '''
+import torch.nn as nn
+from rfalint_test_layers import UnfoldConv
+
+def net():
+    return nn.Sequential(UnfoldConv(3, 4, 3), nn.ReLU(), UnfoldConv(4, 4, 3, stride=2))
+'''
+
+
+def test_custom_layers_declared_in_the_config(tmp_path):
+    from clihelp import run
+    (tmp_path / "rfalint_test_layers.py").write_text(LAYERS)
+    (tmp_path / "model.py").write_text(MODEL)
+    (tmp_path / "rfalint.toml").write_text(
+        '[[models]]\ntarget = "model.py:net"\nres = 32\n\n'
+        '[[modules]]\ntype = "rfalint_test_layers:UnfoldConv"\n'
+        'window = { kernel_size = "k", stride = "stride" }\n')
+    import json
+    result = run("check", "--config", str(tmp_path / "rfalint.toml"), "--format", "json",
+                 "--fail-on", "never")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    layers = {layer["name"]: layer for layer in report["models"][0]["layers"]}
+    assert layers["2"]["r_max"] == [5, 5]  # 3 + (3 - 1) * 1
+    assert layers["2"]["type"] == "UnfoldConv"
+    shown = run("check", "--config", str(tmp_path / "rfalint.toml"), "--show-settings")
+    assert 'type = "rfalint_test_layers:UnfoldConv"' in shown.out
+
+
+@pytest.mark.parametrize("entry, message", [
+    ('type = "layers.py:X"\nwindow = ["kernel_size"]', "'type' must be pkg.module:Class"),
+    ('type = "m:X"', "give either 'window' or 'pointwise = true'"),
+    ('type = "m:X"\nwindow = ["kernel_size"]\nkind = "deform"', "'kind' must be one of"),
+    ('type = "m:X"\nwindow = 3', "'window' must be a list"),
+    ('type = "m:X"\npointwise = true\nsize = 1', "unknown key 'size'"),
+    ('type = "rfalint_no_such_module:X"\npointwise = true', "no module named"),
+])
+def test_bad_module_declarations_are_one_line_errors(tmp_path, entry, message):
+    from clihelp import run
+    (tmp_path / "model.py").write_text("import torch.nn as nn\n"
+                                       "def net():\n    return nn.Conv2d(3, 3, 3)\n")
+    (tmp_path / "rfalint.toml").write_text(
+        f'[[models]]\ntarget = "model.py:net"\nres = 8\n\n[[modules]]\n{entry}\n')
+    result = run("check", "--config", str(tmp_path / "rfalint.toml"))
+    assert result.code == 2 and message in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1
