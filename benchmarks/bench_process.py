@@ -6,12 +6,17 @@ Every figure is the wall time of a fresh Python process, runs of the compared co
 alternating (so load changes hit all of them alike), median of ``--repeat``:
 
 * floor: python + ``import torch`` + build the model (what any tool must pay);
+* frozen floor: the same with the garbage-collector set-up of ``rfalint.__main__``
+  (imports with the collector off, then :func:`gc.freeze`), which saves about a second on
+  a 2-core machine, mostly at exit; ``check - frozen floor`` is the time rfalint's own
+  work takes (its imports, argument parsing, capture, analysis, JSON);
 * check: ``python -m rfalint check MODEL --res R --format json``;
 * forward: the floor plus one plain forward pass at that resolution (eval, no_grad).
 
-Part 1 prints ``check - floor`` (rfalint's overhead; the target is <= 0.2 s) for ResNet18
-and Cifar VGG11 at 32 px. Part 2 prints ``check / forward`` (the target is <= 1.0) for
-ResNet50 and DenseNet-121 at 224 px and ResNet18 at 1024 px.
+Part 1 prints ``check - floor`` (rfalint's overhead as users feel it; the target is
+<= 0.2 s) and ``check - frozen floor`` for ResNet18 and Cifar VGG11 at 32 px. Part 2
+prints ``check / forward`` (the target is <= 1.0) for ResNet50 and DenseNet-121 at
+224 px and ResNet18 at 1024 px.
 """
 
 from __future__ import annotations
@@ -40,11 +45,15 @@ with torch.no_grad():
 """
 
 
+FROZEN = "import gc\ngc.disable()\nimport torch\ngc.freeze()\ngc.enable()\n{build}\ngc.freeze()\n"
+
+
 def commands(fixture: str, res: int) -> dict[str, list[str]]:
     path = str(ROOT / "fixtures" / f"{fixture}.py")
     build = BUILD.format(fixtures=str(ROOT / "fixtures"), path=path, factory=FACTORIES[fixture])
     return {
         "floor": [sys.executable, "-c", build],
+        "frozen": [sys.executable, "-c", FROZEN.format(build=build)],
         "check": [sys.executable, "-m", "rfalint", "check", path, "--res", str(res),
                   "--format", "json", "--fail-on", "never"],
         "forward": [sys.executable, "-c", build + FORWARD.format(res=res)],
@@ -73,10 +82,12 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_line(f"median of {args.repeat}, alternating whole processes"))
     print("\noverhead above the floor (python + torch + build), --res 32, --format json")
-    print(f"{'model':12} {'floor':>8} {'check':>8} {'overhead':>9}")
+    print(f"{'model':12} {'floor':>8} {'frozen':>8} {'check':>8} {'overhead':>9} "
+          f"{'own work':>9}")
     for fixture in ("resnet18", "vgg11"):
-        t = alternating(commands(fixture, 32), ["floor", "check"], args.repeat)
-        print(f"{fixture:12} {t['floor']:8.2f} {t['check']:8.2f} {t['check'] - t['floor']:8.2f}s")
+        t = alternating(commands(fixture, 32), ["floor", "frozen", "check"], args.repeat)
+        print(f"{fixture:12} {t['floor']:8.2f} {t['frozen']:8.2f} {t['check']:8.2f} "
+              f"{t['check'] - t['floor']:8.2f}s {t['check'] - t['frozen']:8.2f}s")
     print("\ncheck against one plain forward pass, each in its own process")
     print(f"{'model':12} {'res':>5} {'forward':>8} {'check':>8} {'ratio':>7}")
     for fixture, res in (("resnet50", 224), ("densenet", 224), ("resnet18", 1024)):

@@ -43,7 +43,7 @@ from rfalint.fix.reposition import reposition
 from rfalint.fix.stage_layout import rebalance
 from rfalint.fix.strategies import Rewrite, remove_stem, truncate, width
 from rfalint.fix.verify import Verified, figures, verify
-from rfalint.fix.weights import Transfer, save_weights, transfer
+from rfalint.fix.weights import MovedWeights, save_weights, transfer
 from rfalint.spec import Document
 from rfalint.weights import read_state_dict
 
@@ -74,7 +74,7 @@ class FixResult:
     after: Figures | None = None
     model: nn.Module | None = field(default=None, repr=False)  # built and verified
     candidates: list[Evaluated] = field(default_factory=list)  # auto: every one evaluated
-    moved: Transfer | None = None  # the original weights carried over (``weights=``)
+    moved: MovedWeights | None = None  # the original weights carried over (``weights=``)
     written: list[Path] = field(default_factory=list)  # files written, in order
     note: str = ""  # why there is nothing to change (rewrite None)
 
@@ -243,5 +243,5 @@ EMITTERS: dict[str, Callable[[FixResult, str], str]] = {
 }
 
 __all__ = ["EMITTERS", "LAYOUT_STRATEGIES", "PREFERENCES", "STRATEGIES", "Candidate", "Evaluated", "Figures",
-           "FixResult", "NotApplicable", "Outputs", "Rewrite", "Transfer", "emit_python",
+           "FixResult", "MovedWeights", "NotApplicable", "Outputs", "Rewrite", "emit_python",
            "estimate", "fix", "render_fix", "save_weights", "transfer"]

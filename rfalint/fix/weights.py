@@ -16,13 +16,15 @@ import torch.nn as nn
 
 
 @dataclass
-class Transfer:
+class MovedWeights:
+    """The new model's state dict, and how much of it the old weights gave."""
+
     state: dict[str, torch.Tensor]
     copied: int  # tensors taken from the old weights
     fresh: int  # tensors of new or resized layers
 
 
-def transfer(state: dict[str, torch.Tensor], model: nn.Module, fresh_layers: set[str]) -> Transfer:
+def transfer(state: dict[str, torch.Tensor], model: nn.Module, fresh_layers: set[str]) -> MovedWeights:
     """The new model's state dict: every tensor of a surviving layer copied from ``state``."""
     new = model.state_dict()
     out, copied = {}, 0
@@ -35,10 +37,10 @@ def transfer(state: dict[str, torch.Tensor], model: nn.Module, fresh_layers: set
         else:
             out[key] = value.detach().clone()
     model.load_state_dict(out)
-    return Transfer(out, copied, len(out) - copied)
+    return MovedWeights(out, copied, len(out) - copied)
 
 
-def save_weights(result: Transfer) -> bytes:
+def save_weights(result: MovedWeights) -> bytes:
     """The bytes of ``torch.save(state_dict)``, for an atomic write."""
     buffer = io.BytesIO()
     torch.save(result.state, buffer)
