@@ -100,8 +100,7 @@ class _Recorder(TorchFunctionMode):
         return unique
 
     def _tensor_inputs(self, tree: Any) -> list[torch.Tensor]:
-        leaves, _ = tree_flatten(tree)
-        return [t for t in leaves if isinstance(t, torch.Tensor) and id(t) in self.producer]
+        return [t for t in _tensors(tree) if id(t) in self.producer]
 
     def _info(self, t: torch.Tensor) -> geometry.TensorInfo:
         node_id, _ = self.producer[id(t)]
@@ -121,7 +120,7 @@ class _Recorder(TorchFunctionMode):
 
     def _record(self, op: str, type_name: str, name: str, inputs: list[torch.Tensor],
                 args: dict[str, Any], result: Any, module: nn.Module | None) -> None:
-        outputs = [t for t in tree_flatten(result)[0] if isinstance(t, torch.Tensor)]
+        outputs = _tensors(result)
         if not outputs:
             return
         infos = [self._info(t) for t in inputs]
@@ -185,7 +184,7 @@ class _Recorder(TorchFunctionMode):
         ones: if no output can be traced to the input, the error names it."""
         if self.lost_at or not self._tensor_inputs((args, kwargs)):
             return
-        returned = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
+        returned = _tensors(output)
         if returned and not any(id(t) in self.producer for t in returned):
             self.lost_at = name or "the top-level module"
 
@@ -262,7 +261,29 @@ def _aliases(inputs: list[torch.Tensor], outputs: list[torch.Tensor],
 
 
 def _holds_tensor(value: Any) -> bool:
-    return any(isinstance(leaf, torch.Tensor) for leaf in tree_flatten(value)[0])
+    return bool(_tensors(value))
+
+
+# Leaves that hold no tensor: skipped without asking torch's pytree, which is the capture's
+# hottest path otherwise (every op's arguments and every module's inputs and outputs).
+_ATOMS = (int, float, bool, str, bytes, type(None), slice, type(Ellipsis), torch.dtype,
+          torch.device, torch.memory_format, torch.layout)
+
+
+def _tensors(tree: Any) -> list[torch.Tensor]:
+    """The tensors in a call's arguments or result, in pytree order (what
+    ``tree_flatten`` gives for lists, tuples and dicts, which is also used for any other
+    container, such as a registered dataclass)."""
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, _ATOMS):
+        return []
+    if type(tree) in (list, tuple, dict):
+        found = []
+        for item in (tree.values() if type(tree) is dict else tree):
+            found += _tensors(item)
+        return found
+    return [t for t in tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
 
 
 def _bind(record: OpRecord | None, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -302,17 +323,16 @@ def _quiet_fake_tensors():
         log.setLevel(level)
 
 
-def _forward(model: nn.Module, x: torch.Tensor, mode: str, recorder: _Recorder) -> Any:
-    """One forward in ``mode``: "meta" (parameters swapped for meta tensors, no compute),
-    "fake" (FakeTensorMode: also copes with tensors created on the CPU inside forward) or
-    "real"."""
+def _forward(model: nn.Module, x: torch.Tensor, mode: str, recorder: _Recorder,
+             meta_state: dict[str, torch.Tensor]) -> Any:
+    """One forward in ``mode``: "meta" (parameters swapped for ``meta_state``, no
+    compute), "fake" (FakeTensorMode: also copes with tensors created on the CPU inside
+    forward) or "real"."""
     if mode == "real":
         return model(x)
     with _shape_only_forwards(recorder):
         if mode == "meta":
-            state = {name: t.detach().to("meta") for name, t in
-                     (*model.named_parameters(), *model.named_buffers())}
-            return functional_call(model, state, (x,))
+            return functional_call(model, meta_state, (x,))
         with x.fake_mode:
             return model(x)
 
@@ -323,9 +343,12 @@ def _run(model: nn.Module, input_shape: tuple[int, ...], mode: str, registry: Re
     x = _dummy_input(input_shape, mode)
     recorder = _Recorder(model, len(input_shape) - 1, registry, shape_only=mode != "real")
     recorder.add_input(x)
+    # made before the recorder's mode is on, so these calls are not traced (and cost nothing)
+    meta_state = {name: t.detach().to("meta") for name, t in
+                  (*model.named_parameters(), *model.named_buffers())} if mode == "meta" else {}
     try:
         with torch.no_grad(), recorder:
-            out = _forward(model, x, mode, recorder)
+            out = _forward(model, x, mode, recorder, meta_state)
     except SystemExit as exc:
         raise ModelError(f"the model's forward called sys.exit({exc.code}) at "
                          f"'{recorder.current_scope() or 'the top-level forward'}'") from None
