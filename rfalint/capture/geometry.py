@@ -144,25 +144,23 @@ def reduce_(call: Call) -> Effect:
     return Effect(Kind.POINTWISE, tuple(d - sum(1 for r in dims if r < d) for d in main.layout))
 
 
-def softmax(call: Call) -> Effect:
+def _along(call: Call, dim: int | None, what: str) -> Effect:
+    """An op along one dim: per position while that dim is not spatial."""
     main = call.main
     if main.layout is None:
         return nonspatial(call)
-    dim = call.args.get("dim")
     if dim is not None and _norm_dim(int(dim), len(main.shape)) in main.layout:
-        return unknown(call, f"softmax across a spatial axis (dim={dim})")
+        return unknown(call, f"{what} across a spatial axis (dim={dim})")
     return Effect(Kind.POINTWISE, main.layout)
+
+
+def softmax(call: Call) -> Effect:
+    return _along(call, call.args.get("dim"), "softmax")
 
 
 def normalize(call: Call) -> Effect:
-    """F.normalize / layer-style norms over a channel dim are per position."""
-    main = call.main
-    if main.layout is None:
-        return nonspatial(call)
-    dim = call.args.get("dim", 1)
-    if _norm_dim(int(dim), len(main.shape)) in main.layout:
-        return unknown(call, f"normalisation across a spatial axis (dim={dim})")
-    return Effect(Kind.POINTWISE, main.layout)
+    """F.normalize over a channel dim is per position."""
+    return _along(call, call.args.get("dim", 1), "normalisation")
 
 
 def layer_norm(call: Call) -> Effect:
@@ -476,25 +474,26 @@ def cat(call: Call) -> Effect:
     return Effect(kind, ref.layout, gates=gates)
 
 
-def unbind(call: Call) -> Effect:
-    """``unbind(dim)`` over a branch or channel axis: every output keeps the positions."""
+def _pieces(call: Call, what: str, keeps_dim: bool) -> Effect:
+    """Pieces along a branch or channel axis: every output keeps the positions."""
     main = call.main
     if main.layout is None:
         return nonspatial(call)
     dim = _norm_dim(int(call.args.get("dim", 0)), len(main.shape))
     if dim in main.layout:
-        return unknown(call, f"unbind along spatial dim {dim}")
+        return unknown(call, f"{what} along spatial dim {dim}")
+    if keeps_dim:
+        return Effect(Kind.POINTWISE, main.layout)
     return Effect(Kind.POINTWISE, tuple(d - 1 if d > dim else d for d in main.layout))
 
 
+def unbind(call: Call) -> Effect:
+    return _pieces(call, "unbind", keeps_dim=False)
+
+
 def split(call: Call) -> Effect:
-    main = call.main
-    if main.layout is None:
-        return nonspatial(call)
-    dim = _norm_dim(int(call.args.get("dim", 0)), len(main.shape))
-    if dim in main.layout:
-        return unknown(call, f"split along spatial dim {dim}")
-    return Effect(Kind.POINTWISE, main.layout)
+    """``split``, ``chunk`` and ``tensor_split``."""
+    return _pieces(call, "split", keeps_dim=True)
 
 
 def pad(call: Call) -> Effect:
