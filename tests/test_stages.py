@@ -1,5 +1,6 @@
 """Stages, units and the Information Field (docs/method.md §6): the IF paper's Tables 1-2,
-the organizer's VGG16 rows (Cifar-10, Cifar-100, ImageNet) and unit detection."""
+the organizer's VGG16 rows (Cifar-10, Cifar-100, ImageNet), its ResNet50 and MobileNet
+rows, and unit detection."""
 
 from __future__ import annotations
 
@@ -96,6 +97,44 @@ def test_organizer_vgg16_cifar100_and_imagenet():
     rewrite, plan, _ = rebalance(analysis, spec_api.parse(spec_api.from_graph(analysis.graph)))
     assert plan.counts_after == [3, 3, 3, 2, 2]
     assert _params(rewrite.document) == 133_822_440  # Table 5: 133.82 M
+
+
+def _organized(name: str, shape: tuple[int, ...], **kwargs):
+    """The organizer's plan for a fixture and the rewritten net's parameter count."""
+    with torch.device("meta"):  # only the geometry and the parameter count are needed
+        model = fixture_model(name, **kwargs)
+    analysis = rfalint.analyze(model, shape)
+    rewrite, plan, _ = rebalance(analysis, spec_api.parse(spec_api.from_graph(analysis.graph)))
+    return plan, _params(rewrite.document)
+
+
+def test_organizer_resnet50_cifar10_and_imagenet():
+    plan, params = _organized("resnet50", (3, 32, 32), num_classes=10, stem="cifar")
+    assert plan.counts_before == [3, 4, 6, 3] and plan.counts_after == [5, 5, 4, 2]
+    # "the last two blocks from the third stage to the first stage and the last block
+    # from the last stage to the second stage"
+    assert [(m.source, m.target) for m in plan.moves] == [(3, 1), (3, 1), (4, 2)]
+    assert params == 17_244_746  # Table 3: 17.24 M (baseline 23.52 M)
+    plan, params = _organized("resnet50", (3, 224, 224))
+    assert plan.counts_after == [4, 5, 4, 3]
+    assert [(m.source, m.target) for m in plan.moves] == [(3, 1), (3, 2)]
+    assert params == 23_673_128  # Table 5: 23.67 M (baseline 25.56 M)
+
+
+def test_organizer_mobilenet_imagenet_and_with_the_imagenet_stem_at_32_px():
+    plan, params = _organized("mobilenet_cifar", (3, 224, 224), num_classes=1000,
+                              stem_stride=2)
+    assert plan.counts_before == [1, 2, 2, 6, 2] and plan.counts_after == [2, 3, 3, 3, 2]
+    assert params == 3_517_416  # Table 5: 3.52 M (baseline 4.23 M)
+    # Table 3's row (1.13 M, "four from the fourth stage and one from the last stage" to
+    # the first and second) is what the stride-2 stem gives at 32 px (stage inputs 16, 8,
+    # 4, 2, 1); the Cifar stem (stride 1) gives [3, 3, 3, 2, 2] (test_stage_fix.py).
+    plan, params = _organized("mobilenet_cifar", (3, 32, 32), stem_stride=2)
+    assert plan.counts_after == [4, 4, 2, 2, 1]
+    assert [(m.source, m.target) for m in plan.moves] == [(5, 1), (4, 2), (4, 1), (4, 1),
+                                                          (4, 2)]
+    assert all(m.dif_source == 0 for m in plan.moves)
+    assert params == 1_131_018  # Table 3: 1.13 M (baseline 3.22 M)
 
 
 def test_theta_stops_the_organizer_earlier():
