@@ -18,8 +18,8 @@ from rfalint.analysis import parse_object_sizes
 from rfalint.config import check_models, load_settings
 from rfalint.errors import RfalintError, UsageError
 from rfalint.fileio import check_writable, refuse_inputs, write_atomic
-from rfalint.load import (NO_INPUT_SIZE, RES_REQUIRED, declared_resolution, load_model,
-                          parse_args, parse_resolution, run_at_input)
+from rfalint.load import (NO_INPUT_SIZE, RES_REQUIRED, declared_resolution,
+                          fitting_input_shape, load_model, parse_args, parse_resolution)
 from rfalint.report.json_report import to_json, to_json_all
 from rfalint.rules import RULES, get_rule
 
@@ -106,14 +106,6 @@ def load_for_check(target: str, res: Optional[str], in_channels: Optional[int],
     resolution = parse_resolution(res)
     loaded = load_model(target, parse_args(args))
     return loaded, fitting_input_shape(loaded.model, resolution, in_channels)
-
-
-def fitting_input_shape(model, resolution: tuple[int, ...], in_channels: Optional[int]):
-    """The input shape (C, *spatial), C checked by one shape-only capture, for commands
-    that capture many times (fix, sweep, saturation, export); `check` corrects C on its
-    own capture instead (:func:`rfalint.load.run_at_input`)."""
-    from rfalint.capture import capture
-    return run_at_input(lambda shape: capture(model, shape), model, resolution, in_channels)[0]
 
 
 FORMATS = ("text", "json", "sarif", "github")

@@ -198,6 +198,15 @@ def run_at_input(run: Callable[[tuple[int, ...]], T], model: nn.Module, res: tup
     raise first_error
 
 
+def fitting_input_shape(model: nn.Module, res: tuple[int, ...],
+                        in_channels: int | None) -> tuple[int, ...]:
+    """The input shape, C checked by one shape-only capture: for commands that capture
+    many times (fix, sweep, saturation, export). ``check`` corrects C on its own capture
+    instead (:func:`run_at_input`)."""
+    from rfalint.capture import capture
+    return run_at_input(lambda shape: capture(model, shape), model, res, in_channels)[0]
+
+
 def load_model(target: str, kwargs: dict[str, Any] | None = None) -> LoadedModel:
     kwargs = kwargs or {}
     parsed = Target.parse(target)
