@@ -11,7 +11,6 @@ without touching global state (fvcore's ``set_op_handle`` works the same way per
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
 
@@ -116,6 +115,7 @@ class Registry:
         self._ops: dict[str, OpRecord] = {}
         self._names: dict[str, str] = {}  # alias -> name
         self._modules: dict[type, ModuleRecord] = {}
+        self._subclasses: dict[type, ModuleRecord | None] = {}  # undeclared types seen
         for record in ops:
             self.add_op(record)
         for module in modules:
@@ -142,7 +142,7 @@ class Registry:
         if record.op not in self._ops:
             raise ValueError(f"{record.type.__name__}: no op '{record.op}' is declared")
         self._modules[record.type] = record
-        self._inherited.cache_clear()
+        self._subclasses.clear()
 
     # ------------------------------------------------------------------ looking up
 
@@ -157,7 +157,7 @@ class Registry:
             name = name[2:-2]
         elif name.endswith("_") and not name.startswith("_"):
             name = name[:-1]
-        return self._names.get(name, self._names.get(raw, name))
+        return self._names.get(name, name)
 
     def resolve(self, raw: str) -> OpRecord | None:
         return self._ops.get(self.normalise(raw))
@@ -177,13 +177,14 @@ class Registry:
         cls = type(module)
         record = self._modules.get(cls)
         if record is None:
-            record = self._inherited(cls)
+            if cls not in self._subclasses:
+                self._subclasses[cls] = self._inherited(cls)
+            record = self._subclasses[cls]
         if record is None and isinstance(getattr(cls, "rfalint_op", None), str) \
                 and cls.rfalint_op in self._ops:
             record = ModuleRecord(cls, cls.rfalint_op, lambda m: dict(m.kwargs), shows_op=True)
         return record
 
-    @functools.lru_cache(maxsize=None)
     def _inherited(self, cls: type) -> ModuleRecord | None:
         base = next((b for b in cls.__mro__[1:] if b in self._modules), None)
         if base is None:
