@@ -19,7 +19,8 @@ from rfalint.config import check_models, load_settings
 from rfalint.errors import RfalintError, UsageError
 from rfalint.fileio import check_writable, refuse_inputs, write_atomic
 from rfalint.load import (NO_INPUT_SIZE, RES_REQUIRED, declared_resolution,
-                          fitting_input_shape, load_model, parse_args, parse_resolution)
+                          fitting_input_shape, load_model, parse_args, parse_resolution,
+                          run_at_input)
 from rfalint.report.json_report import to_json, to_json_all
 from rfalint.rules import RULES, get_rule
 
@@ -267,8 +268,9 @@ def sweep_command(
         from rfalint.visual import check_plot_path, save_sweep_plot
         check_plot_path(plot)
     loaded = load_model(model, parse_args(arg))
-    shape = fitting_input_shape(loaded.model, (max(sizes),), in_channels)
-    result = sweep(loaded.model, shape[0], len(shape) - 1, sizes, model, objects)
+    _, result = run_at_input(  # C is corrected on the sweep's own captures, if need be
+        lambda shape: sweep(loaded.model, shape[0], len(shape) - 1, sizes, model, objects),
+        loaded.model, (sizes[0],), in_channels)
     if plot is not None:
         refuse_inputs(plot, [loaded.source], "plot")
         save_sweep_plot(result, plot)

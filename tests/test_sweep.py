@@ -128,3 +128,27 @@ def test_cli_sweep_text_and_plot(tmp_path):
     assert done.code == 0, done.err
     assert "productive range" in done.out and "128..256 px" in done.out
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_cli_sweep_captures_each_resolution_once(monkeypatch):
+    """The command captures nothing besides the sweep's own captures (the input channels
+    are corrected on them when the first conv does not read the input)."""
+    import rfalint.capture
+    import rfalint.sweep
+    shapes = []
+    real = rfalint.capture.capture
+
+    def counted(model, shape, **kwargs):
+        shapes.append(shape)
+        return real(model, shape, **kwargs)
+
+    monkeypatch.setattr(rfalint.capture, "capture", counted)
+    monkeypatch.setattr(rfalint.sweep, "capture", counted)
+    done = run("sweep", str(FIXTURES / "vgg11.py"), "--res", "16,32,48", "--format", "json")
+    assert done.code == 0, done.err
+    assert shapes == [(3, 16, 16), (3, 32, 32), (3, 48, 48)]
+    assert json.loads(done.out)["captures"] == 3
+    shapes.clear()
+    focus = run("sweep", str(FIXTURES / "focus_stem.py"), "--res", "32,64", "--format", "json")
+    assert focus.code == 0 and "ran with 3 input channels" in focus.err, focus.err
+    assert [s[0] for s in shapes] == [12, 3, 3]
