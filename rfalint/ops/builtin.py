@@ -76,10 +76,8 @@ def _ops() -> list[OpRecord]:
         OpRecord("adaptive_pool", g.adaptive_pool),
         OpRecord("identity", g.pointwise, shape_preserving=True),
         # --- windows
-        OpRecord("lp_pool1d", g.avg_pool, ("input", "norm_type", "kernel_size", "stride",
-                                           "ceil_mode")),
-        OpRecord("lp_pool2d", g.avg_pool, ("input", "norm_type", "kernel_size", "stride",
-                                           "ceil_mode")),
+        *[OpRecord(f"lp_pool{n}d", g.avg_pool, ("input", "norm_type", "kernel_size", "stride",
+                                                 "ceil_mode")) for n in DIMS],
         OpRecord("pixel_unshuffle", g.pixel_unshuffle, ("input", "downscale_factor"),
                  spec=_unary(F.pixel_unshuffle, downscale_factor=Param(int))),
         OpRecord("pad", g.pad, ("input", "pad", "mode", "value"),
@@ -112,7 +110,7 @@ def _ops() -> list[OpRecord]:
         OpRecord("layer_norm", g.layer_norm, ("input", "normalized_shape"),
                  shape_preserving=True),
         # --- activations, norms, dropout and other ops that keep every position
-        *_pointwise("""selu celu dropout1d dropout2d dropout3d alpha_dropout
+        *_pointwise("""selu celu softsign dropout1d dropout2d dropout3d alpha_dropout
             feature_alpha_dropout batch_norm instance_norm group_norm local_response_norm
             clamp_min clamp_max""", shape_preserving=True),
         *_pointwise("""prelu rrelu logsigmoid tanhshrink softshrink hardshrink threshold exp log
