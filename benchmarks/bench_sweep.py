@@ -1,9 +1,10 @@
 """How long a resolution sweep takes against one ``check``.
 
-Prints the best-of-N wall time of ``rfalint.check`` on ResNet50 at 224 px (the default
-command: fvcore cost model and fix estimates), of ``check`` with the graph counter, and of
-a 40-point ``rfalint.sweep`` (16..640 px in steps of 16), with the ratio, the number of
-captures and of RF propagations the sweep needed, and the time per sweep point.
+Prints the best-of-N wall time of ``rfalint.check`` on ResNet50 at 224 px (the default:
+cost counter "auto", fix estimates), of ``check`` with the graph counter, and of a
+40-point ``rfalint.sweep`` (16..640 px in steps of 16), with the ratio, the number of
+captures and of RF propagations the sweep needed, and the time per sweep point. These are
+in-process times; ``bench_process.py`` times whole processes.
 
     python benchmarks/bench_sweep.py [--repeat 3] [--points 40] [--fixture resnet50]
 
