@@ -14,13 +14,16 @@ from typing import Any, Callable
 
 def exports(package: str, names: dict[str, str]) -> tuple[Callable[[str], Any],
                                                           Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for ``package`` serving ``{name: module}`` lazily."""
+    """``__getattr__`` and ``__dir__`` for ``package`` serving ``{name: module}`` lazily
+    (``{"ops": "rfalint.ops"}`` serves the subpackage itself)."""
     namespace = vars(importlib.import_module(package))
 
     def __getattr__(name: str) -> Any:
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(names[name]), name)
+        module = importlib.import_module(names[name])
+        # a name that is the module itself: a subpackage, such as rfalint.ops
+        value = module if names[name] == f"{package}.{name}" else getattr(module, name)
         namespace[name] = value  # later lookups skip this function
         return value
 

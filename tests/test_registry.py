@@ -230,3 +230,11 @@ def test_bad_module_declarations_are_one_line_errors(tmp_path, entry, message):
     result = run("check", "--config", str(tmp_path / "rfalint.toml"))
     assert result.code == 2 and message in result.err, result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_the_registry_is_reachable_from_the_package():
+    code = ("import rfalint\n"
+            "registry = rfalint.ops.DEFAULT.copy()\n"
+            "assert rfalint.register_module is rfalint.ops.register_module\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
