@@ -6,7 +6,9 @@ model errors (one line on stderr; ``--debug`` shows the traceback).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, TextIO
@@ -57,13 +59,47 @@ def _user_prints_to_stderr(command):
     """Decorate a command that runs user code: rfalint writes through :func:`_out`."""
     @functools.wraps(command)
     def run(*args, **kwargs):
-        _stdout.append(sys.stdout)
-        sys.stdout = sys.stderr
-        try:
-            return command(*args, **kwargs)
-        finally:
-            sys.stdout = _stdout.pop()
+        with _own_stdout() as own:
+            _stdout.append(own)
+            saved, sys.stdout = sys.stdout, sys.stderr
+            try:
+                return command(*args, **kwargs)
+            finally:
+                sys.stdout = saved
+                _stdout.pop()
     return run
+
+
+@contextlib.contextmanager
+def _own_stdout():
+    """The stream rfalint writes its output to while user code runs.
+
+    When sys.stdout is the process's file descriptor 1, fd 1 itself is pointed at stderr
+    for the duration, so that C extensions writing to it directly (printf in a custom
+    kernel) cannot corrupt the output either; rfalint then writes to a copy of the
+    original descriptor. Otherwise (a redirected sys.stdout, as in tests) the stream is
+    sys.stdout itself.
+    """
+    stdout = sys.stdout
+    try:
+        redirect = stdout.fileno() == 1 and sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        redirect = False
+    if not redirect:
+        yield stdout
+        return
+    stdout.flush()
+    original = os.dup(1)
+    own = os.fdopen(os.dup(original), "w", encoding=stdout.encoding, errors=stdout.errors,
+                    newline=None)
+    os.dup2(2, 1)
+    try:
+        yield own
+    finally:
+        own.close()
+        stdout.flush()
+        os.dup2(original, 1)
+        os.close(original)
 
 
 def _out() -> TextIO:

@@ -95,3 +95,36 @@ def test_saturation_json(noisy):
     assert result.code == 0, result.err
     json.loads(result.out)
     _assert_prints_on_stderr(result)
+
+
+C_LEVEL = textwrap.dedent('''
+    import os
+    import torch.nn as nn
+
+    os.write(1, b"fd-1 banner at import\\n")
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(*[nn.Conv2d(3, 3, 3, padding=1) for _ in range(6)])
+
+        def forward(self, x):
+            os.write(1, b"fd-1 write in forward\\n")  # as a C extension's printf would
+            return self.body(x)
+''')
+
+
+@pytest.mark.parametrize("args", [["check", "--format", "json"], ["sweep", "--format", "json"]])
+def test_writes_to_file_descriptor_1_go_to_stderr(tmp_path, args):
+    """Only a real process has a file descriptor 1 of its own: run the command."""
+    import subprocess
+    import sys
+    (tmp_path / "cnet.py").write_text(C_LEVEL)
+    command, *options = args
+    proc = subprocess.run([sys.executable, "-m", "rfalint", command, str(tmp_path / "cnet.py"),
+                           "--res", "8", *options], capture_output=True, text=True)
+    assert proc.returncode in (0, 1), proc.stderr
+    json.loads(proc.stdout)
+    assert "fd-1 banner at import" in proc.stderr and "fd-1 write in forward" in proc.stderr
+    assert "fd-1" not in proc.stdout
