@@ -453,10 +453,12 @@ def export_command(
     resolution = parse_resolution(res) if res else declared_resolution(loaded)
     if resolution is None:
         raise UsageError(NO_INPUT_SIZE, options=True)
-    shape = fitting_input_shape(loaded.model, resolution, in_channels)
     if path is not None:
         check_writable(path, "output", [loaded.source], force)
-    text = spec.export_yaml(loaded.model, shape, spec.name_for(model), _origin(model, arg))
+    _, text = run_at_input(  # C is corrected on the export's own capture, if need be
+        lambda shape: spec.export_yaml(loaded.model, shape, spec.name_for(model),
+                                       _origin(model, arg)),
+        loaded.model, resolution, in_channels)
     if path is None:
         _out().write(text)
     else:

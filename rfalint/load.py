@@ -174,7 +174,8 @@ def run_at_input(run: Callable[[tuple[int, ...]], T], model: nn.Module, res: tup
     When C was inferred and the forward rejects it with a conv channel error, the first
     registered conv does not read the input (YOLO's Focus stem stacks 4 phases of it): the
     counts of ``PROBED_CHANNELS`` are tried in turn, and a note on stderr says which one
-    ran. A well-formed model pays no extra forward."""
+    ran (also when that run then fails for another reason). A well-formed model pays no
+    extra forward."""
     shape = input_shape(model, res, in_channels)
     try:
         return shape, run(shape)
@@ -185,17 +186,23 @@ def run_at_input(run: Callable[[tuple[int, ...]], T], model: nn.Module, res: tup
     for channels in PROBED_CHANNELS:
         if channels == shape[0]:
             continue
+        fitted = (channels, *shape[1:])
         try:
-            result = run((channels, *shape[1:]))
+            result = run(fitted)
         except ModelError as exc:
             if _CHANNEL_ERROR.search(str(exc)):
                 continue
+            _note_channels(shape[0], channels)  # the count fits; the error comes later on
             raise
-        print(f"rfalint: note: the first conv reads {shape[0]} channels but not the input; "
-              f"ran with {channels} input channels, the first of {PROBED_CHANNELS} that fits "
-              "(pass --in-channels to set it)", file=sys.stderr)
-        return (channels, *shape[1:]), result
+        _note_channels(shape[0], channels)
+        return fitted, result
     raise first_error
+
+
+def _note_channels(first_conv: int, channels: int) -> None:
+    print(f"rfalint: note: the first conv reads {first_conv} channels but not the input; "
+          f"ran with {channels} input channels, the first of {PROBED_CHANNELS} that fits "
+          "(pass --in-channels to set it)", file=sys.stderr)
 
 
 def fitting_input_shape(model: nn.Module, res: tuple[int, ...],
