@@ -27,7 +27,7 @@ from typing import Any
 from rfalint.spec.errors import SpecError, Where
 from rfalint.spec.limits import Limits
 from rfalint.spec.types import ArgError, LayerType, lookup, suggest
-from rfalint.spec.yamlio import line_of
+from rfalint.spec.yamlio import line_of, plain
 
 FORMAT_VERSION = 1
 INPUT = "input"  # the model input (at top level) or the block input (inside a block)
@@ -80,7 +80,7 @@ class Document:
             if layer.inputs != [prev]:
                 entry["from"] = layer.inputs[0] if len(layer.inputs) == 1 else list(layer.inputs)
             if layer.args:
-                entry["args"] = _plain(layer.args)
+                entry["args"] = plain(layer.args)  # tuples as lists, as YAML writes them
             layers.append(entry)
             prev = layer.name
         data: dict[str, Any] = {"rfalint_spec": FORMAT_VERSION, "name": self.name,
@@ -89,15 +89,6 @@ class Document:
         if self.outputs != [prev]:
             data["outputs"] = list(self.outputs)
         return data
-
-
-def _plain(value: Any) -> Any:
-    """Tuples (from checked arguments) as lists, as YAML and ``from_graph`` write them."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 @dataclass

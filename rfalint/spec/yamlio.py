@@ -149,18 +149,18 @@ def load_yaml(text: str, file: str, limits: Limits) -> Any:
 _TOP_KEYS = ("rfalint_spec", "name", "input", "blocks", "layers", "outputs")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Tuples to lists and dict subclasses to dicts, so safe_dump writes plain YAML."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
 def _flow(value: Any) -> str:
     """One-line YAML for a value (a scalar is dumped inside a list: no document end mark)."""
-    text = yaml.safe_dump([_plain(value)], default_flow_style=True, sort_keys=False,
+    text = yaml.safe_dump([plain(value)], default_flow_style=True, sort_keys=False,
                           width=1 << 30).strip()
     return text[1:-1]
 
