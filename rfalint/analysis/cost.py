@@ -69,7 +69,7 @@ import torch
 import torch.nn as nn
 
 from rfalint.analysis.border import Border, LayerStatus
-from rfalint.ops import DEFAULT, Registry, macs
+from rfalint.ops import DEFAULT, MacCounter, macs
 from rfalint.errors import ModelError, UsageError
 from rfalint.graph import Graph, Node
 
@@ -139,10 +139,15 @@ def measure(model: nn.Module, graph: Graph, counter: str = "auto") -> Cost:
     if counter not in COUNTERS:
         raise UsageError(f"{{counter}} must be one of {', '.join(COUNTERS)}, got {counter!r}",
                          options=True)
-    params = _node_params(model, graph)
+    registry = graph.registry or DEFAULT
+    counters = [registry.macs_of(node) for node in graph]  # (counter, uncounted) per node
+    params = _node_params(model, graph, counters)
     params_total = sum(p.numel() for p in model.parameters())
-    graph_macs = [_graph_macs(graph, node) for node in graph]
-    skipped = Counter(n.op for n in graph if n.id and _uncounted(graph, n))
+    graph_macs = [count(node, _input_shapes(graph, node)) if count is not None and node.inputs
+                  else 0 for node, (count, _) in zip(graph, counters)]
+    # functional ops that may do MACs the graph counter does not count
+    skipped = Counter(n.op for n, (_, uncounted) in zip(graph, counters)
+                      if n.id and n.module is None and uncounted)
     if counter == GRAPH or (counter == "auto" and not skipped):
         return Cost(params, graph_macs, params_total, sum(graph_macs), GRAPH, dict(skipped))
     reason = None
@@ -283,28 +288,15 @@ def _input_shapes(graph: Graph, node: Node) -> list[tuple[int, ...]]:
     return [graph[src].out_shapes[slot] for src, slot in zip(node.inputs, slots)]
 
 
-def _registry(graph: Graph) -> Registry:
-    return graph.registry or DEFAULT
-
-
-def _graph_macs(graph: Graph, node: Node) -> int:
-    count, _ = _registry(graph).macs_of(node)
-    return count(node, _input_shapes(graph, node)) if count is not None and node.inputs else 0
-
-
-def _uncounted(graph: Graph, node: Node) -> bool:
-    """A functional op that may do MACs the graph counter does not count."""
-    return node.module is None and _registry(graph).macs_of(node)[1]
-
-
 # --------------------------------------------------------------------------- parameters
 
 _WEIGHTED = (macs.conv, macs.conv_transpose, macs.linear)
 
 
-def _weight_shapes(graph: Graph, node: Node) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """Weight and bias shapes a functional conv/linear call must have used."""
-    count, _ = _registry(graph).macs_of(node)
+def _weight_shapes(graph: Graph, node: Node,
+                   count: MacCounter | None) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Weight and bias shapes a functional conv/linear call (MAC counter ``count``) must
+    have used."""
     if count not in _WEIGHTED or not node.inputs:
         return None
     x, out = _input_shapes(graph, node)[0], node.out_shape
@@ -317,7 +309,8 @@ def _weight_shapes(graph: Graph, node: Node) -> tuple[tuple[int, ...], tuple[int
     return (c_out, c_in // groups, *kernel), (c_out,)
 
 
-def _node_params(model: nn.Module, graph: Graph) -> list[int]:
+def _node_params(model: nn.Module, graph: Graph,
+                 counters: list[tuple[MacCounter | None, bool]]) -> list[int]:
     params = [0] * len(graph)
     claimed: set[int] = set()
     for node in graph:  # leaf modules first, so functional calls never take their weights
@@ -328,7 +321,8 @@ def _node_params(model: nn.Module, graph: Graph) -> list[int]:
                     params[node.id] += p.numel()
     owners = dict(model.named_modules())
     for node in graph:
-        shapes = _weight_shapes(graph, node) if node.module is None else None
+        shapes = None if node.module is not None else \
+            _weight_shapes(graph, node, counters[node.id][0])
         scope = owners.get(node.scope)
         if shapes is None or scope is None:
             continue
