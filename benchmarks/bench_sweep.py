@@ -3,7 +3,7 @@
 Prints the best-of-N wall time of ``rfalint.check`` on ResNet50 at 224 px (the default:
 cost counter "auto", fix estimates), of ``check`` with the graph counter, and of a
 40-point ``rfalint.sweep`` (16..640 px in steps of 16), with the ratio, the number of
-captures and of RF propagations the sweep needed, and the time per sweep point. These are
+captures, replays and RF propagations the sweep needed, and the time per sweep point. These are
 in-process times; ``bench_process.py`` times whole processes.
 
     python benchmarks/bench_sweep.py [--repeat 3] [--points 40] [--fixture resnet50]
@@ -43,8 +43,8 @@ def main() -> None:
     print(f"{args.fixture}: check, graph counter       {check_graph:7.3f} s")
     print(f"{args.fixture}: sweep {sizes[0]}..{sizes[-1]} px, {len(sizes)} points "
           f"{swept:7.3f} s = {swept / check:.2f}x one check "
-          f"({swept / len(sizes) * 1000:.0f} ms per point; {last.captures} captures, "
-          f"{last.rf_computations} RF propagation(s))")
+          f"({swept / len(sizes) * 1000:.0f} ms per point; {last.captures} capture(s), "
+          f"{last.replays} replay(s), {last.rf_computations} RF propagation(s))")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,15 @@ what ``check`` would say (b_min, the tail and its share of params, MACs and acti
 memory, critical and degenerate-kernel counts, final coverage) and whether the model runs
 at all; the *productive range* is where it runs, has no tail and covers the reference.
 
-Speed: each resolution is captured once on meta tensors (shapes only, no compute). A
-forward may branch on sizes in Python (padding to a multiple, ``interpolate(size=...)``,
-crops), so only running it proves which graph, which map sizes and whether it runs at all. Receptive fields depend only on
-the graph's geometry, not on the sizes of its maps, so RF propagation is done once per
-distinct geometry and reused: the geometry signature (per node: kind, inputs, gates and
+Speed: :class:`rfalint.capture.Captures` captures each distinct shape behaviour once, on
+meta tensors (shapes only, no compute), and makes the other resolutions by replaying that
+capture's recording of the model's calls on tensors of their size. Every size, flag and
+failure the model's Python saw must come out the same, which proves the Python would have
+run the same way; where anything differs (a forward that reads ``x.shape`` or pads to a
+multiple) the resolution is captured and recorded in turn.
+
+Receptive fields depend only on the graph's geometry, not on the sizes of its maps, so RF
+propagation is done once per distinct geometry and reused: the geometry signature (per node: kind, inputs, gates and
 per-axis transfers and index maps) is compared, and it differs only where a window or a
 pad depends on the size (adaptive pooling to a size > 1, ``interpolate(size=...)``,
 padding to a multiple), which is then recomputed.
@@ -28,7 +32,7 @@ from rfalint.analysis.cost import GRAPH, measure
 from rfalint.analysis.memory import activation_memory, model_dtype
 from rfalint.analysis.region import node_maps
 from rfalint.analysis.rf import NodeRF, receptive_fields
-from rfalint.capture import capture
+from rfalint.capture import Captures
 from rfalint.errors import CollapseError, UsageError
 from rfalint.graph import Graph, Kind, fmt_axes
 from rfalint.rules import run_rules
@@ -129,7 +133,8 @@ class Sweep:
     target: str
     rows: list[SweepRow]
     object_size: str | None
-    captures: int  # forward passes on meta tensors, one per resolution
+    captures: int  # forward passes of the model (on meta tensors where possible)
+    replays: int  # resolutions made by replaying a capture's recording instead
     rf_computations: int  # RF propagations; the rest reused a geometry seen before
 
     def productive_ranges(self) -> list[tuple[int, int]]:
@@ -203,12 +208,12 @@ def sweep(model: nn.Module, channels: int, spatial_dims: int, sizes: list[int],
                                  f"resolution of the sweep, {smallest} px", options=True)
     rows: list[SweepRow] = []
     known: dict[tuple, list[NodeRF | None]] = {}
-    captures = computed = 0
+    graphs = Captures(model, name)
+    computed = 0
     for size in sizes:
         shape = (channels, *(size,) * spatial_dims)
-        captures += 1
         try:
-            graph = capture(model, shape, name=name)
+            graph = graphs.at(shape)
         except CollapseError as exc:
             rows.append(SweepRow(shape[1:], runs=False, error=str(exc)))
             continue
@@ -221,7 +226,7 @@ def sweep(model: nn.Module, channels: int, spatial_dims: int, sizes: list[int],
     label = None
     if object_size:
         label = ",".join(f"{k}={v.label()}" if k else v.label() for k, v in object_size.items())
-    return Sweep(name, rows, label, captures, computed)
+    return Sweep(name, rows, label, graphs.captures, graphs.replays, computed)
 
 
 def describe_ranges(ranges: list[tuple[int, int]]) -> str:

@@ -167,6 +167,35 @@ def test_forward_error_is_reported_with_scope():
         capture(Broken(), (3, 8, 8))
 
 
+def test_a_failure_caught_by_the_model_closes_the_module_calls_it_left():
+    """``try: conv(x) except: fallback(x)``: the failing conv's post hook never runs, and
+    the modules after it must still be captured (as on real data), with their own names."""
+
+    class Fallback(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.big = nn.Sequential(nn.Conv2d(3, 4, 9), nn.ReLU())
+            self.small = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            try:
+                return self.big(x)
+            except RuntimeError:
+                return self.small(x)
+
+    net = nn.Sequential(Fallback(), nn.Conv2d(4, 4, 3))
+    graph = capture(net, (3, 6, 6))
+    assert [(n.name, n.scope) for n in graph] == [("input", ""), ("0.small", "0"), ("1", "")]
+    assert [n.name for n in capture(net, (3, 6, 6), mode="real")] == ["input", "0.small", "1"]
+    assert [n.name for n in capture(net, (3, 12, 12))] == ["input", "0.big.0", "0.big.1", "1"]
+
+
+def test_forward_error_names_the_innermost_module_it_passed():
+    net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 3, 3), nn.Conv2d(3, 3, 7)))
+    with pytest.raises(ModelError, match=r"collapses at '0.1'"):
+        capture(net, (3, 6, 6))
+
+
 def test_every_fixture_is_understood():
     """No fixture hits an op rfalint does not know."""
     for name in FIXTURE_NAMES:

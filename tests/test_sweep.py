@@ -36,6 +36,7 @@ def _expected(model, size: int, ndim: int = 2, channels: int = 3, object_size=No
         "reference": analysis.reference,
         "activation_peak": result.memory.peak,
         "runs": not graph.head_error,
+        "error": f"head fails: {graph.head_error}" if graph.head_error else None,
         "outputs": [(v.name, v.border.b_min.index if v.border.b_min else None)
                     for v in analysis.outputs],
     }
@@ -45,7 +46,7 @@ def _actual(row) -> dict:
     return {key: getattr(row, key) for key in (
         "b_min", "b_min_index", "tail_convs", "tail_params_share", "tail_macs_share",
         "tail_memory_share", "critical", "degenerate", "r_max_final", "reference",
-        "activation_peak", "runs")} | {
+        "activation_peak", "runs", "error")} | {
         "outputs": [(o["output"], o["b_min_index"]) for o in row.outputs]}
 
 
@@ -55,6 +56,8 @@ def _actual(row) -> dict:
     ("tiny_fpn", [64, 96], "p3=8:16,p5=16:48"),    # per-output object sizes
     ("unet", [32, 48, 64], None),                  # segmentation
     ("vgg16", [32, 64], "32"),                     # head fails at 64: a row, not an error
+    ("vgg11", [32, 48, 64, 80], None),             # replays; a failing head replayed
+    ("se_resnet", [32, 48], None),                 # reads x.size(): each size captured
 ])
 def test_rows_equal_separate_checks(name, sizes, object_size):
     model = fixture_model(name)
@@ -67,7 +70,7 @@ def test_rows_equal_separate_checks(name, sizes, object_size):
 
 def test_rf_propagation_is_reused_only_where_geometry_is_fixed():
     fixed = sweep(fixture_model("resnet18"), 3, 2, [32, 64, 96, 128], "r18")
-    assert (fixed.captures, fixed.rf_computations) == (4, 1)
+    assert (fixed.captures, fixed.replays, fixed.rf_computations) == (1, 3, 1)
     # Input 64 and 128 give even maps at every level: nearest x2 exactly; 72 does not.
     fpn = sweep(fixture_model("tiny_fpn"), 3, 2, [64, 128, 72], "fpn")
     assert fpn.rf_computations == 2
@@ -130,25 +133,22 @@ def test_cli_sweep_text_and_plot(tmp_path):
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 
-def test_cli_sweep_captures_each_resolution_once(monkeypatch):
-    """The command captures nothing besides the sweep's own captures (the input channels
-    are corrected on them when the first conv does not read the input)."""
-    import rfalint.capture
-    import rfalint.sweep
+def test_cli_sweep_captures_once_per_shape_behaviour(monkeypatch):
+    """The command runs the model only for the sweep's own captures (the input channels are
+    corrected on them when the first conv does not read the input): 16 px collapses, 32 px
+    is captured, 48 px replays the 32 px capture."""
+    import rfalint.capture.tracer as tracer
     shapes = []
-    real = rfalint.capture.capture
+    real = tracer._run
 
-    def counted(model, shape, **kwargs):
+    def counted(index, shape, mode, *args, **kwargs):
         shapes.append(shape)
-        return real(model, shape, **kwargs)
+        return real(index, shape, mode, *args, **kwargs)
 
-    monkeypatch.setattr(rfalint.capture, "capture", counted)
-    monkeypatch.setattr(rfalint.sweep, "capture", counted)
+    monkeypatch.setattr(tracer, "_run", counted)
     done = run("sweep", str(FIXTURES / "vgg11.py"), "--res", "16,32,48", "--format", "json")
     assert done.code == 0, done.err
-    assert shapes == [(3, 16, 16), (3, 32, 32), (3, 48, 48)]
-    assert json.loads(done.out)["captures"] == 3
-    shapes.clear()
-    focus = run("sweep", str(FIXTURES / "focus_stem.py"), "--res", "32,64", "--format", "json")
-    assert focus.code == 0 and "ran with 3 input channels" in focus.err, focus.err
-    assert [s[0] for s in shapes] == [12, 3, 3]
+    assert shapes == [(3, 16, 16), (3, 16, 16), (3, 32, 32)]  # 16 px: meta, then fake
+    data = json.loads(done.out)
+    assert (data["captures"], data["replays"]) == (2, 1)
+    assert [row["runs"] for row in data["rows"]] == [False, True, True]

@@ -22,7 +22,9 @@ import contextlib
 import functools
 import inspect
 import logging
+import sys
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -34,6 +36,7 @@ from torch.utils._pytree import tree_flatten, tree_flatten_with_path
 from rfalint import ops  # the registry (read at call time: rfalint.ops imports geometry)
 from rfalint.capture import geometry, shapes
 from rfalint.capture.gates import mark_gates
+from rfalint.capture.tape import ATOMS, Mismatch, Tape, bind, fill
 from rfalint.errors import CollapseError, ModelError
 from rfalint.graph import Graph, Kind, Node
 
@@ -51,31 +54,62 @@ IGNORED = {"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "r
            "retain_grad", "set_", "device", "dtype", "is_complex", "_set_grad_enabled"}
 
 
-class _Recorder(TorchFunctionMode):
-    """Turns every tensor-producing call into a Node."""
+@dataclass
+class _ModelIndex:
+    """What a recorder needs to know about the model, computed once per capture (and
+    shared by the replays of that capture)."""
 
-    def __init__(self, model: nn.Module, spatial_dims: int, registry: Registry,
-                 shape_only: bool = False):
+    model: nn.Module
+    registry: Registry
+    names: dict[nn.Module, str]
+    # Decided before any forward is patched for speed, so patching cannot change it.
+    leaves: dict[nn.Module, tuple[OpRecord, dict[str, Any]]]
+    patched: dict[nn.Module, Any] = field(default_factory=dict)  # leaf -> rfalint's forward
+
+    @classmethod
+    def of(cls, model: nn.Module, registry: Registry) -> "_ModelIndex":
+        return cls(model, registry, {m: n for n, m in model.named_modules()},
+                   {m: (record, record.read_args(m)) for m in model.modules()
+                    if (record := registry.module_record(m))})
+
+
+class _Recorder(TorchFunctionMode):
+    """Turns every tensor-producing call into a Node; with a ``tape``, also records every
+    call and module call the model's Python made, for a replay (:class:`Captures`)."""
+
+    def __init__(self, index: _ModelIndex, spatial_dims: int, shape_only: bool = False,
+                 tape: Tape | None = None, hooks: bool = True):
         super().__init__()
-        self.registry = registry
+        self.index = index
+        self.registry = index.registry
         self.spatial_dims = spatial_dims
         self.shape_only = shape_only  # meta/fake tensors: values are never read
+        self.tape = tape
+        self.quiet = 0  # > 0 while rfalint's own code runs inside the mode: not taped
         self.nodes: list[Node] = []
         self.producer: dict[int, tuple[int, int]] = {}  # id(tensor) -> (node id, output slot)
         self.alive: list[torch.Tensor] = []  # keeps ids unique while capturing
-        self.names = {m: n for n, m in model.named_modules()}
-        # Decided before any forward is patched for speed, so patching cannot change it.
-        self.leaves = {m: (record, record.read_args(m)) for m in model.modules()
-                       if (record := registry.module_record(m))}
+        self.names = index.names
+        self.leaves = index.leaves
         self.scope: list[str] = []
+        # per open module call: (module, leaf_depth and quiet before it), for unwinding
+        self.frames: list[tuple[nn.Module, int, int]] = []
         self.leaf_depth = 0
         self.leaf_inputs: list[Any] = []
         self.used_names: Counter[str] = Counter()
         self.lost_at = ""  # first module whose output lost track of the input
+        self.closed: nn.Module | None = None  # _post ran for this call: _close_failed skips
         self.handles = []
-        for module in model.modules():
-            self.handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
-            self.handles.append(module.register_forward_hook(self._post, with_kwargs=True))
+        if hooks:
+            for module in index.model.modules():
+                self.handles += [
+                    module.register_forward_pre_hook(self._pre, with_kwargs=True),
+                    module.register_forward_hook(self._post, with_kwargs=True),
+                    module.register_forward_hook(self._close_failed, with_kwargs=True,
+                                                 always_call=True)]
+
+    def taping(self) -> bool:
+        return self.tape is not None and not self.quiet
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -156,6 +190,11 @@ class _Recorder(TorchFunctionMode):
     # ------------------------------------------------------------------ module hooks
 
     def _pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self.taping():
+            self.tape.record("pre", module, args, kwargs)
+        self.frames.append((module, self.leaf_depth, self.quiet))
+        if module in self.index.patched:
+            self.quiet += 1  # rfalint's replacement forward runs next
         name = self.names.get(module, self.current_scope())
         self.scope.append(name)
         if self.leaf_depth or module in self.leaves:
@@ -164,6 +203,42 @@ class _Recorder(TorchFunctionMode):
                 self.leaf_inputs.append(self._tensor_inputs((args, kwargs)))
 
     def _post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        self.frames.pop()
+        self.closed = module
+        patched = self.index.patched.get(module)
+        if patched is not None:
+            self.quiet -= 1
+        if self.taping():
+            self.tape.record("post", module, args, kwargs, output, patched)
+        self.quiet += 1  # the shapes read below are rfalint's, not the model's
+        try:
+            self._leave(module, args, kwargs, output)
+        finally:
+            self.quiet -= 1
+
+    def _close_failed(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        """Called after every forward, also one that raised. After a normal one ``_post``
+        has closed the call already; after one that raised, close it here: the model's
+        Python may catch the exception and go on (``try: y = conv(x) except ...``)."""
+        if self.closed is module:  # this hook runs right after _post on a normal return
+            self.closed = None
+            return
+        error = sys.exc_info()[1]
+        if error is not None and not hasattr(error, "rfalint_scope"):
+            error.rfalint_scope = self.current_scope()  # type: ignore[attr-defined]
+        if self.taping():
+            self.tape.record("abort", module, (), {})
+        self.abort(module)
+
+    def abort(self, module: nn.Module) -> None:
+        """Forget the open call of ``module``, whose forward raised."""
+        _, leaf_depth, quiet = self.frames.pop()
+        self.scope.pop()
+        if self.leaf_depth and not leaf_depth:
+            self.leaf_inputs.pop()
+        self.leaf_depth, self.quiet = leaf_depth, quiet
+
+    def _leave(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         name = self.scope.pop()
         if not self.leaf_depth:
             self._check_traced(name, args, kwargs, output)
@@ -224,7 +299,11 @@ class _Recorder(TorchFunctionMode):
             result = self._call(func, args, kwargs)
         except Exception as exc:
             self._mark_head_failure(exc, args, kwargs)
+            if self.taping():  # kept only if the model's Python catches it
+                self.tape.record("fail", func, args, kwargs, type(exc))
             raise
+        if self.taping():
+            self.tape.record("call", func, args, kwargs, result)
         if self.leaf_depth:
             return result
         raw = getattr(func, "__name__", "")
@@ -264,19 +343,13 @@ def _holds_tensor(value: Any) -> bool:
     return bool(_tensors(value))
 
 
-# Leaves that hold no tensor: skipped without asking torch's pytree, which is the capture's
-# hottest path otherwise (every op's arguments and every module's inputs and outputs).
-_ATOMS = (int, float, bool, str, bytes, type(None), slice, type(Ellipsis), torch.dtype,
-          torch.device, torch.memory_format, torch.layout)
-
-
 def _tensors(tree: Any) -> list[torch.Tensor]:
     """The tensors in a call's arguments or result, in pytree order (what
     ``tree_flatten`` gives for lists, tuples and dicts, which is also used for any other
     container, such as a registered dataclass)."""
     if isinstance(tree, torch.Tensor):
         return [tree]
-    if isinstance(tree, _ATOMS):
+    if isinstance(tree, ATOMS):
         return []
     if type(tree) in (list, tuple, dict):
         found = []
@@ -337,11 +410,17 @@ def _forward(model: nn.Module, x: torch.Tensor, mode: str, recorder: _Recorder,
             return model(x)
 
 
-def _run(model: nn.Module, input_shape: tuple[int, ...], mode: str, registry: Registry
-         ) -> tuple[_Recorder, Any, str]:
-    """Returns the recorder, the forward's output and, when only the head failed, why."""
+def _run(index: _ModelIndex, input_shape: tuple[int, ...], mode: str, taped: bool = False,
+         tapes: list[Tape] | None = None) -> tuple[_Recorder, Any, str]:
+    """Returns the recorder, the forward's output and, when only the head failed, why.
+    With ``taped``, the recorder keeps a tape (appended to ``tapes``), finished when the
+    forward ran to its end."""
+    model = index.model
     x = _dummy_input(input_shape, mode)
-    recorder = _Recorder(model, len(input_shape) - 1, registry, shape_only=mode != "real")
+    recorder = _Recorder(index, len(input_shape) - 1, shape_only=mode != "real",
+                         tape=Tape(x) if taped else None)
+    if taped and tapes is not None:
+        tapes.append(recorder.tape)
     recorder.add_input(x)
     # made before the recorder's mode is on, so these calls are not traced (and cost nothing)
     meta_state = {name: t.detach().to("meta") for name, t in
@@ -353,7 +432,8 @@ def _run(model: nn.Module, input_shape: tuple[int, ...], mode: str, registry: Re
         raise ModelError(f"the model's forward called sys.exit({exc.code}) at "
                          f"'{recorder.current_scope() or 'the top-level forward'}'") from None
     except Exception as exc:
-        scope = recorder.current_scope()
+        # where it was raised: the module calls are closed by now
+        scope = getattr(exc, "rfalint_scope", recorder.current_scope())
         head_inputs = getattr(exc, "rfalint_head_inputs", None)
         if head_inputs is not None:
             return recorder, head_inputs, f"'{scope}': {_first_line(exc)}"
@@ -361,6 +441,8 @@ def _run(model: nn.Module, input_shape: tuple[int, ...], mode: str, registry: Re
         raise
     finally:
         recorder.remove_hooks()
+    if recorder.tape is not None:
+        recorder.tape.finish(out)
     return recorder, out, ""
 
 
@@ -429,10 +511,11 @@ def _shape_only_forwards(recorder: _Recorder):
     itself where the real forward returns it, while running without data. Hooks still fire
     (the module is still called), so the graph is unchanged; the recorder's own shortcut
     covers the same ops called functionally."""
-    patched = [m for m, (record, _) in recorder.leaves.items()
-               if recorder.registry.op(record.op).shape_preserving]
-    for module in patched:
-        module.forward = _identity if _returns_input(module) else _empty_like
+    patched = recorder.index.patched
+    for module, (record, _) in recorder.leaves.items():
+        if recorder.registry.op(record.op).shape_preserving:
+            patched[module] = module.forward = \
+                _identity if _returns_input(module) else _empty_like
     try:
         yield
     finally:
@@ -466,18 +549,200 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
     same graph: the shape-only shortcuts must never change what is captured.
     ``registry`` says which ops and leaf modules rfalint knows (:mod:`rfalint.ops`).
     """
-    registry = registry or ops.DEFAULT
     if mode not in ("auto", "real"):
         raise ValueError(f"capture mode must be 'auto' or 'real', got {mode!r}")
+    return _capture(model, input_shape, name, mode, registry, taped=False)[0]
+
+
+@dataclass
+class _Recording:
+    """A meta-tensor capture's tape, with what a replay needs, and the failures (event
+    index, exception type) seen to end the forward when a replay reaches them."""
+
+    tape: Tape
+    index: _ModelIndex
+    spatial_dims: int
+    uncaught: set[tuple[int, type]] = field(default_factory=set)
+
+
+@dataclass
+class _Failure:
+    """A replay stopped by a call that fails at this shape (not by a mismatch)."""
+
+    event: int
+    error: Exception
+    recorder: _Recorder
+
+
+class Captures:
+    """The graphs of one model at many input shapes (a resolution sweep), each distinct
+    shape behaviour captured once: the other shapes replay a capture's recording of the
+    model's calls on tensors of their size (:mod:`rfalint.capture.tape`). Any size or flag
+    the model's Python read that comes out differently means another behaviour, which is
+    captured and recorded in turn. A call that fails at a shape is captured once more, to
+    see whether the Python catches the failure; later shapes that fail at the same call
+    with the same exception type reuse what that capture showed.
+
+    ``at`` gives what :func:`capture` gives (and raises what it raises); ``captures`` and
+    ``replays`` count the forwards of the model and the replays.
+
+    Example::
+
+        >>> import torch.nn as nn
+        >>> from rfalint.capture import Captures
+        >>> graphs = Captures(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
+        >>> [graphs.at((3, s, s))[1].out_shape for s in (32, 64)]
+        [(1, 8, 30, 30), (1, 8, 62, 62)]
+        >>> graphs.captures, graphs.replays
+        (1, 1)
+    """
+
+    # A model that reads its sizes makes a new recording at every shape; trying only the
+    # few most recently useful ones keeps failed replays from costing more than they save.
+    TRIED = 3
+
+    def __init__(self, model: nn.Module, name: str = "model", registry: Registry | None = None):
+        self.model, self.name, self.registry = model, name, registry
+        self.captures = self.replays = 0
+        self._recordings: list[_Recording] = []  # most recently useful first
+
+    def at(self, input_shape: tuple[int, ...]) -> Graph:
+        for i, recording in enumerate(self._recordings[:self.TRIED]):
+            outcome = _replay(recording, input_shape, self.name)
+            if outcome is None:
+                continue
+            if isinstance(outcome, _Failure):
+                key = (outcome.event, type(outcome.error))
+                if key not in recording.uncaught:
+                    return self._capture(input_shape, recording, key)
+            self._recordings.insert(0, self._recordings.pop(i))
+            self.replays += 1
+            if isinstance(outcome, _Failure):
+                return _failed_graph(outcome, input_shape, self.name)
+            return outcome
+        return self._capture(input_shape)
+
+    def _capture(self, input_shape: tuple[int, ...], failed: _Recording | None = None,
+                 key: tuple[int, type] | None = None) -> Graph:
+        """Capture with a recording; where a replay of ``failed`` stopped at ``key``, also
+        learn whether the model's Python lets that failure end the forward."""
+        self.captures += 1
+        meta_tapes: list[Tape] = []
+        try:
+            graph, recording = _capture(self.model, input_shape, self.name, "auto",
+                                        self.registry, taped=True, meta_tapes=meta_tapes)
+        finally:
+            if failed is not None and meta_tapes and _ends_at(meta_tapes[0], key):
+                failed.uncaught.add(key)
+        if recording is not None:
+            self._recordings.insert(0, recording)
+            del self._recordings[self.TRIED:]
+        return graph
+
+
+def _ends_at(tape: Tape, key: tuple[int, type]) -> bool:
+    """Whether a meta run's tape stops with the failure ``key``: the same calls up to it
+    (a replay checked them), then that exception left the forward, closing the module calls
+    it passed (a forward that caught it would have gone on, at least to the top module's
+    "post")."""
+    event, error = key
+    events = tape.events
+    return not tape.broken and len(events) > event and events[event].kind == "fail" \
+        and events[event].result is error and all(e.kind == "abort" for e in events[event + 1:])
+
+
+def _replay(recording: _Recording, input_shape: tuple[int, ...], name: str
+            ) -> Graph | _Failure | None:
+    """The graph a capture at ``input_shape`` gives, by replaying ``recording`` on meta
+    tensors of that shape; a :class:`_Failure` where a call fails at this shape; None where
+    the model's Python could see a difference (a size or flag it read differs)."""
+    tape = recording.tape
+    if len(input_shape) != recording.spatial_dims + 1:
+        return None
+    x = _dummy_input(input_shape, "meta")
+    recorder = _Recorder(recording.index, recording.spatial_dims, shape_only=True, hooks=False)
+    recorder.add_input(x)
+    values: list[Any] = [None] * tape.size
+    values[0] = x
+    seen = {id(x)}
+    with torch.no_grad():
+        for position, event in enumerate(tape.events):
+            args, kwargs = fill(event.args, values), fill(event.kwargs, values)
+            try:
+                if event.kind == "call":
+                    try:
+                        result = recorder.__torch_function__(event.target, (), args, kwargs)
+                    except Exception as exc:
+                        exc.rfalint_scope = recorder.current_scope()  # type: ignore[attr-defined]
+                        return _Failure(position, exc, recorder)
+                    bind(event.result, result, values, seen)
+                elif event.kind == "fail":
+                    _replay_failure(recorder, event.target, args, kwargs, event.result)
+                elif event.kind == "pre":
+                    recorder._pre(event.target, args, kwargs)
+                elif event.kind == "abort":
+                    recorder.abort(event.target)
+                else:
+                    if event.patched is not None:
+                        output = event.patched(*args, **kwargs)
+                        bind(event.result, output, values, seen)
+                    else:
+                        output = fill(event.result, values)
+                    recorder._post(event.target, args, kwargs, output)
+            except Exception:  # a Mismatch, or rfalint's hooks failing on what differs
+                return None
+    return _graph(recorder, fill(tape.output, values), input_shape, name, "meta", "")
+
+
+def _failed_graph(failure: _Failure, input_shape: tuple[int, ...], name: str) -> Graph:
+    """What a capture gives when the forward fails at ``failure``: the graph up to a
+    failing head, or the error."""
+    error = failure.error
+    head_inputs = getattr(error, "rfalint_head_inputs", None)
+    if head_inputs is None:
+        raise _failure(error, input_shape) from error
+    head_error = f"'{error.rfalint_scope}': {_first_line(error)}"
+    return _graph(failure.recorder, head_inputs, input_shape, name, "meta", head_error)
+
+
+def _replay_failure(recorder: _Recorder, func, args: tuple, kwargs: dict,
+                    expected: type) -> None:
+    """A call whose failure the model's Python caught must fail the same way again."""
+    try:
+        recorder.__torch_function__(func, (), args, kwargs)
+    except Exception as exc:
+        if type(exc) is expected:
+            return
+        raise Mismatch(f"a call raised {type(exc).__name__}, the capture saw {expected.__name__}")
+    raise Mismatch(f"a call that raised {expected.__name__} in the capture succeeded")
+
+
+def _capture(model: nn.Module, input_shape: tuple[int, ...], name: str, mode: str,
+             registry: Registry | None, taped: bool = False,
+             meta_tapes: list[Tape] | None = None) -> tuple[Graph, _Recording | None]:
+    """:func:`capture`; with ``taped``, also the recording of a meta run that ran to its
+    end and fits a replay, and the meta run's tape (also when it failed) in ``meta_tapes``."""
+    index = _ModelIndex.of(model, registry or ops.DEFAULT)
     model.eval()
     with _quiet_fake_tensors():
         if mode == "auto":
-            recorder, out, head_error, mode = _run_shape_only(model, input_shape, registry)
+            recorder, out, head_error, mode = _run_shape_only(index, input_shape, taped,
+                                                              meta_tapes)
     if mode == "real":
         try:
-            recorder, out, head_error = _run(model, input_shape, "real", registry)
+            recorder, out, head_error = _run(index, input_shape, "real")
         except Exception as exc:
             raise _failure(exc, input_shape) from exc
+    graph = _graph(recorder, out, input_shape, name, mode, head_error)
+    tape = recorder.tape
+    if tape is None or tape.broken or head_error or mode != "meta":
+        return graph, None
+    return graph, _Recording(tape, index, len(input_shape) - 1)
+
+
+def _graph(recorder: _Recorder, out: Any, input_shape: tuple[int, ...], name: str, mode: str,
+           head_error: str) -> Graph:
+    """The graph of a finished forward: the nodes its outputs depend on, outputs named."""
     named: dict[int, str] = {}
     for path, t in tree_flatten_with_path(out)[0]:
         if isinstance(t, torch.Tensor) and id(t) in recorder.producer:
@@ -490,7 +755,7 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], name: str = "model",
     graph = Graph(nodes, tuple(input_shape), live_outputs, model_name=name, capture_mode=mode,
                   head_error=head_error,
                   output_names={renumbered[old]: label for old, label in named.items()},
-                  registry=registry)
+                  registry=recorder.registry)
     mark_gates(graph)
     return graph
 
@@ -502,16 +767,17 @@ def _output_name(path: tuple) -> str:
     return ".".join(parts) or "0"
 
 
-def _run_shape_only(model: nn.Module, input_shape: tuple[int, ...], registry: Registry):
+def _run_shape_only(index: _ModelIndex, input_shape: tuple[int, ...], taped: bool,
+                    meta_tapes: list[Tape] | None):
     """Meta tensors, else fake tensors; mode "real" when the forward reads values."""
     try:
-        recorder, out, head_error = _run(model, input_shape, "meta", registry)
+        recorder, out, head_error = _run(index, input_shape, "meta", taped, meta_tapes)
         if not head_error:
             return recorder, out, head_error, "meta"
     except Exception:
         pass  # may be meta's fault (a CPU tensor made inside forward): fake tensors decide
     try:
-        recorder, out, head_error = _run(model, input_shape, "fake", registry)
+        recorder, out, head_error = _run(index, input_shape, "fake")
     except ModelError:
         raise
     except Exception as exc:

@@ -39,7 +39,8 @@ def render_sweep(result: Sweep, console: Console) -> None:
         if row.error:
             console.print(Text(f"{fmt_axes(row.resolution)} px: {row.error}", style="dim"))
     console.print(summary_line(result))
-    console.print(f"{result.captures} captures on meta tensors (shapes only), "
+    console.print(f"{result.captures} capture(s) of the model (shapes only where possible), "
+                  f"{result.replays} replay(s) of a capture at another size, "
                   f"{result.rf_computations} RF propagation(s); cost by rfalint's graph "
                   "counter (MACs: 1 multiply-add = 1)")
 
@@ -86,5 +87,6 @@ def sweep_json(result: Sweep) -> str:
         "productive_ranges": [list(r) for r in result.productive_ranges()],
         "summary": summary_line(result),
         "captures": result.captures,
+        "replays": result.replays,
         "rf_computations": result.rf_computations,
     }, indent=2) + "\n"

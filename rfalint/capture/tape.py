@@ -1,0 +1,190 @@
+"""A record of everything a model's forward did with tensors, for replay at another size.
+
+Why: a resolution sweep would otherwise run the model's Python once per size, although
+for most models the sizes change nothing that Python does. Only through torch calls can
+a model's Python see its tensors: ops, but also ``x.shape``, ``x.size(2)``, ``len(x)``,
+``x.is_contiguous()``; the recorder's mode sees every one of them. The tape keeps each call
+in order, with its arguments (tensors replaced by references to earlier results) and what
+it returned, plus the module calls the recorder's hooks saw.
+
+A replay (:func:`rfalint.capture.tracer.replay`) makes the same calls on tensors of the
+new size and compares every non-tensor result (a size, a flag) with the recorded one, and
+every failure with the recorded failure. If all agree, the model's Python would have seen
+exactly the same values, so it would have made the same calls with the same arguments: the
+replayed graph is the graph a capture at that size gives. Any difference, and any call the
+tape cannot represent, ends the replay and the caller captures for real. The tape is
+never a guess about what the Python would do.
+
+The tape is kept only for shape-only (meta tensor) captures whose forward ran to the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+# Leaves that hold no tensor and that a call cannot change: arguments kept as they are,
+# results compared by value.
+ATOMS = (int, float, bool, str, bytes, type(None), slice, type(Ellipsis), torch.dtype,
+         torch.device, torch.memory_format, torch.layout)
+
+
+class Untapeable(Exception):
+    """A value the tape cannot represent: the capture is still valid, but no replay."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    """The tensor that the tape's ``index``-th result (or the input, 0) stands for."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class New:
+    """A result that is a tensor no earlier call returned; it becomes reference ``index``."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Struct:
+    """A result that is a tuple subclass (``torch.return_types.max``, a namedtuple)."""
+
+    kind: type
+    items: tuple
+
+
+@dataclass
+class Event:
+    """One thing the recorder saw. ``kind``: "call" (a torch call that returned), "fail" (a
+    torch call that raised ``result``, an exception type, which the model's Python caught),
+    "pre"/"post" (a module call's hooks; ``target`` is the module; for "post" of a leaf
+    whose forward rfalint replaced while capturing, ``patched`` is that forward), and
+    "abort" (the module's forward raised and the model's Python caught it)."""
+
+    kind: str
+    target: Any
+    args: Any
+    kwargs: Any
+    result: Any = None
+    patched: Callable | None = None
+
+
+class Tape:
+    """The events of one capture, in order (see the module docstring)."""
+
+    def __init__(self, x: torch.Tensor):
+        self.events: list[Event] = []
+        self.size = 1  # references handed out; 0 is the input
+        self.broken = ""  # why this tape cannot be replayed
+        self.output: Any = None  # the forward's return value, as a template
+        self._index: dict[int, int] = {id(x): 0}
+        self._keep: list[torch.Tensor] = [x]  # keeps ids unique while recording
+
+    def record(self, kind: str, target: Any, args: Any, kwargs: Any, result: Any = None,
+               patched: Callable | None = None) -> None:
+        if self.broken:
+            return
+        try:
+            if kind == "call" or patched is not None:
+                result = self._result(result)
+            elif kind == "post":  # the module returned what calls inside it made
+                result = self._argument(result)
+            event = Event(kind, target, self._argument(args), self._argument(kwargs), result,
+                          patched)
+        except Untapeable as exc:
+            self.broken = str(exc)
+            return
+        self.events.append(event)
+
+    def finish(self, output: Any) -> None:
+        """The forward returned ``output``: the tape is complete."""
+        if not self.broken:
+            try:
+                self.output = self._argument(output)
+            except Untapeable as exc:
+                self.broken = str(exc)
+        self._index.clear()
+        self._keep.clear()
+
+    def _argument(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            index = self._index.get(id(value))
+            return value if index is None else Ref(index)  # not from the input: a constant
+        if isinstance(value, ATOMS) or type(value) is torch.Size:
+            return value
+        if type(value) in (list, tuple):
+            return type(value)(self._argument(v) for v in value)
+        if type(value) is dict:
+            return {k: self._argument(v) for k, v in value.items()}
+        if isinstance(value, torch.nn.Module):
+            return value  # the same object on replay (its tensors are constants too)
+        raise Untapeable(f"a call took a {type(value).__name__}")
+
+    def _result(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            index = self._index.get(id(value))
+            if index is not None:
+                return Ref(index)  # an in-place op or an alias returned an earlier tensor
+            self._index[id(value)] = self.size
+            self._keep.append(value)
+            self.size += 1
+            return New(self.size - 1)
+        if isinstance(value, ATOMS) or type(value) is torch.Size:
+            return value
+        if type(value) in (list, tuple):
+            return type(value)(self._result(v) for v in value)
+        if type(value) is dict:
+            return {k: self._result(v) for k, v in value.items()}
+        if isinstance(value, tuple):
+            return Struct(type(value), tuple(self._result(v) for v in value))
+        raise Untapeable(f"a call returned a {type(value).__name__}")
+
+
+class Mismatch(Exception):
+    """A replayed call returned or raised something else than the recorded one."""
+
+
+def fill(template: Any, values: list[Any]) -> Any:
+    """The template with each reference replaced by the replay's tensor."""
+    if type(template) is Ref:
+        return values[template.index]
+    if type(template) in (list, tuple):
+        return type(template)(fill(v, values) for v in template)
+    if type(template) is dict:
+        return {k: fill(v, values) for k, v in template.items()}
+    return template
+
+
+def bind(template: Any, result: Any, values: list[Any], seen: set[int]) -> None:
+    """Check a replayed result against the recorded one; new tensors take their places.
+    Raises :class:`Mismatch` where the model's Python could see a difference."""
+    kind = type(template)
+    if kind is New:
+        if not isinstance(result, torch.Tensor) or id(result) in seen:
+            raise Mismatch("a call returned another tensor")
+        values[template.index] = result
+        seen.add(id(result))
+    elif kind is Ref:
+        if result is not values[template.index]:
+            raise Mismatch("a call returned another tensor")
+    elif kind is Struct:
+        if type(result) is not template.kind:
+            raise Mismatch("a call returned another structure")
+        bind(template.items, tuple(result), values, seen)
+    elif kind in (list, tuple, dict):
+        if type(result) is not kind or len(result) != len(template):
+            raise Mismatch("a call returned another structure")
+        if kind is dict:
+            if result.keys() != template.keys():
+                raise Mismatch("a call returned other keys")
+            for key, item in template.items():
+                bind(item, result[key], values, seen)
+        else:
+            for item, got in zip(template, result):
+                bind(item, got, values, seen)
+    elif type(result) is not kind or result != template:
+        raise Mismatch(f"a call returned {result!r}, the capture saw {template!r}")
