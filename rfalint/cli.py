@@ -289,9 +289,12 @@ def sweep_command(
         None, "--plot", metavar="FILE",
         help="Draw tail share and coverage against resolution (.png, .svg, .pdf; "
              "rfalint\\[plot])."),
+    config: Optional[Path] = CONFIG,
     debug: bool = DEBUG,
 ) -> None:
-    """Check MODEL at many resolutions: b_min, tail share, coverage, and the productive range."""
+    """Check MODEL at many resolutions: b_min, tail share, coverage, and the productive range.
+
+    Custom layers declared in the config's [[modules]] are analysed as declared."""
     if output_format not in ("text", "json"):
         raise UsageError(f"--format must be text or json, got {output_format!r}")
     if res is None:
@@ -303,9 +306,11 @@ def sweep_command(
     if plot is not None:
         from rfalint.visual import check_plot_path, save_sweep_plot
         check_plot_path(plot)
+    registry = load_settings(config).registry()
     loaded = load_model(model, parse_args(arg))
     _, result = run_at_input(  # C is corrected on the sweep's own captures, if need be
-        lambda shape: sweep(loaded.model, shape[0], len(shape) - 1, sizes, model, objects),
+        lambda shape: sweep(loaded.model, shape[0], len(shape) - 1, sizes, model, objects,
+                            registry),
         loaded.model, (sizes[0],), in_channels)
     if plot is not None:
         refuse_inputs(plot, [loaded.source], "plot")

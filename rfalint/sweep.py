@@ -35,6 +35,7 @@ from rfalint.analysis.rf import NodeRF, receptive_fields
 from rfalint.capture import Captures
 from rfalint.errors import CollapseError, UsageError
 from rfalint.graph import Graph, Kind, fmt_axes
+from rfalint.ops import Registry
 from rfalint.rules import run_rules
 
 MAX_POINTS = 1000
@@ -103,6 +104,9 @@ class SweepRow:
     runs: bool
     error: str | None = None  # why it does not run (a collapsed map, a failing head)
     analysed: bool = False  # False when the feature map collapsed: no analysis at all
+    # False when an op on the way to a readout is not understood (RFA201): RFs are lower
+    # bounds, so b_min can only come earlier and the tail and coverage only grow
+    complete: bool = True
     b_min: str | None = None
     b_min_index: int | None = None
     tail_convs: int = 0
@@ -125,7 +129,9 @@ class SweepRow:
 
     @property
     def productive(self) -> bool:
-        return self.runs and self.tail_convs == 0 and min(self.coverage or (0,)) >= 1
+        """Runs, no tail and full coverage; never claimed from an incomplete analysis."""
+        return self.runs and self.complete and self.tail_convs == 0 \
+            and min(self.coverage or (0,)) >= 1
 
 
 @dataclass
@@ -177,6 +183,7 @@ def _row(model: nn.Module, analysis: Analysis) -> SweepRow:
         runs=not graph.head_error,
         error=f"head fails: {graph.head_error}" if graph.head_error else None,
         analysed=True,
+        complete=analysis.complete,
         b_min=analysis.layer_name(border.b_min.node) if border.b_min else None,
         b_min_index=border.b_min.index if border.b_min else None,
         tail_convs=sum(1 for t in border.tail if graph[t].kind is Kind.CONV),
@@ -194,8 +201,10 @@ def _row(model: nn.Module, analysis: Analysis) -> SweepRow:
 
 
 def sweep(model: nn.Module, channels: int, spatial_dims: int, sizes: list[int],
-          name: str = "model", object_size: dict[str | None, ObjectSize] | None = None) -> Sweep:
-    """Check ``model`` at every size of ``sizes`` (repeated over ``spatial_dims`` axes).
+          name: str = "model", object_size: dict[str | None, ObjectSize] | None = None,
+          registry: Registry | None = None) -> Sweep:
+    """Check ``model`` at every size of ``sizes`` (repeated over ``spatial_dims`` axes),
+    with the ops and leaf modules of ``registry`` (:mod:`rfalint.ops`; default: built-in).
 
     A resolution at which a feature map collapses is a row with ``runs=False``; other
     errors (a forward that fails for another reason, a bad object size) raise.
@@ -208,7 +217,7 @@ def sweep(model: nn.Module, channels: int, spatial_dims: int, sizes: list[int],
                                  f"resolution of the sweep, {smallest} px", options=True)
     rows: list[SweepRow] = []
     known: dict[tuple, list[NodeRF | None]] = {}
-    graphs = Captures(model, name)
+    graphs = Captures(model, name, registry)
     computed = 0
     for size in sizes:
         shape = (channels, *(size,) * spatial_dims)

@@ -190,6 +190,20 @@ def test_a_failure_caught_by_the_model_closes_the_module_calls_it_left():
     assert [n.name for n in capture(net, (3, 12, 12))] == ["input", "0.big.0", "0.big.1", "1"]
 
 
+def test_tensor_attributes_are_dataflow():
+    """``x.real``, ``x.data`` and ``x.mT`` are tensors computed from ``x``: nodes, not lost
+    outputs; ``.real`` and ``.data`` keep positions, ``.mT`` is reported as not understood."""
+
+    class Spectral(nn.Module):
+        def forward(self, x):
+            return torch.fft.fft2(x).real + x.data + x.mT
+
+    graph = capture(nn.Sequential(nn.Conv2d(3, 3, 3), Spectral()), (3, 8, 8))
+    kinds = {n.op: n.kind for n in graph}
+    assert kinds["real"] is Kind.POINTWISE and kinds["data"] is Kind.POINTWISE
+    assert kinds["mT"] is Kind.UNKNOWN and kinds["fft_fft2"] is Kind.UNKNOWN
+
+
 def test_forward_error_names_the_innermost_module_it_passed():
     net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 3, 3), nn.Conv2d(3, 3, 7)))
     with pytest.raises(ModelError, match=r"collapses at '0.1'"):

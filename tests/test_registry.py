@@ -211,6 +211,12 @@ def test_custom_layers_declared_in_the_config(tmp_path):
     assert layers["2"]["type"] == "UnfoldConv"
     shown = run("check", "--config", str(tmp_path / "rfalint.toml"), "--show-settings")
     assert 'type = "rfalint_test_layers:UnfoldConv"' in shown.out
+    swept = run("sweep", f"{tmp_path / 'model.py'}:net", "--res", "8,16", "--format", "json",
+                "--config", str(tmp_path / "rfalint.toml"))
+    assert swept.code == 0, swept.err
+    rows = json.loads(swept.out)["rows"]
+    # 3x3 then 3x3 stride 2: final r 5, so 8 px is not covered and 16 px neither
+    assert [row["rf_max_final"] for row in rows] == [[5, 5], [5, 5]]
 
 
 @pytest.mark.parametrize("entry, message", [

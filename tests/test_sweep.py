@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import torch.nn as nn
 from clihelp import run
 from conftest import FIXTURES, fixture_model
@@ -122,6 +123,21 @@ def test_cli_sweep_json_and_bad_input(tmp_path):
         done = run("sweep", target, *args)
         assert done.code == 2 and done.out == "", args
         assert len(done.err.strip().splitlines()) == 1 and message in done.err, done.err
+
+
+def test_an_incomplete_analysis_is_marked_and_never_productive():
+    class Unknown(nn.Module):
+        def forward(self, x):
+            return torch.fft.fft2(x).real  # mixes every position: rfalint does not model it
+
+    net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), Unknown(), nn.Conv2d(3, 3, 3, padding=1),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    result = sweep(net, 3, 2, [2, 4], "net")
+    assert [row.complete for row in result.rows] == [False, False]
+    assert [row.productive for row in result.rows] == [False, False]
+    known = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    assert [row.productive for row in sweep(known, 3, 2, [2, 4], "net").rows] == [False, True]
 
 
 def test_cli_sweep_text_and_plot(tmp_path):

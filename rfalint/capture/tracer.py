@@ -307,6 +307,9 @@ class _Recorder(TorchFunctionMode):
         if self.leaf_depth:
             return result
         raw = getattr(func, "__name__", "")
+        if raw == "__get__" and isinstance(result, torch.Tensor):
+            # an attribute that is a tensor (x.real, x.data, x.mT): named after it
+            raw = getattr(getattr(func, "__self__", None), "__name__", raw)
         if raw in IGNORED or raw.startswith("_") and not raw.startswith("__"):
             return result
         op = self.registry.normalise(raw)

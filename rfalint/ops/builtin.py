@@ -116,7 +116,7 @@ def _ops() -> list[OpRecord]:
         *_pointwise("""prelu rrelu logsigmoid tanhshrink softshrink hardshrink threshold exp log
             log1p sqrt rsqrt abs neg reciprocal square sin cos erf sign floor ceil round
             clone detach to float half double bfloat16 type type_as requires_grad nan_to_num
-            logit pos positive"""),
+            logit pos positive real imag data"""),
         *[OpRecord(name, g.pointwise, shape_preserving=True, spec=_unary(fn))
           for name, fn in (("relu", F.relu), ("relu6", F.relu6), ("silu", F.silu),
                            ("sigmoid", torch.sigmoid), ("tanh", torch.tanh),

@@ -38,6 +38,13 @@ def render_sweep(result: Sweep, console: Console) -> None:
     for row in result.rows:
         if row.error:
             console.print(Text(f"{fmt_axes(row.resolution)} px: {row.error}", style="dim"))
+    incomplete = [fmt_axes(row.resolution) for row in result.rows if not row.complete]
+    if incomplete:
+        console.print(f"INCOMPLETE at {', '.join(incomplete)} px: an op rfalint does not "
+                      "understand (RFA201; `rfalint check` names it) is on the way to a readout, "
+                      "so RFs are lower bounds (>=): b_min can only come earlier, the tail and "
+                      "coverage only grow, critical counts (?) are not vouched for, and these "
+                      "points are never called productive")
     console.print(summary_line(result))
     console.print(f"{result.captures} capture(s) of the model (shapes only where possible), "
                   f"{result.replays} replay(s) of a capture at another size, "
@@ -50,16 +57,22 @@ def _cells(row: SweepRow) -> tuple[str, ...]:
     if not row.analysed:
         return (res, "no: collapses", "", "", "", "", "", "", "", "", "")
     b_min = f"{row.b_min} (#{row.b_min_index})" if row.b_min else "-"
-    return (res, "yes" if row.runs else "no: head", b_min, str(row.tail_convs),
-            f"{row.tail_params_share:.1%}", f"{row.tail_macs_share:.1%}",
-            f"{row.tail_memory_share:.1%}", str(row.critical), str(row.degenerate),
-            coverage_text(row), fmt_bytes(row.activation_peak))
+    at_least = "" if row.complete else ">="  # RFs are lower bounds: see the note below
+    critical = str(row.critical)
+    if not row.complete:
+        b_min = f"{b_min} or earlier" if row.b_min else "? (incomplete)"
+        critical += "?"
+    return (res, "yes" if row.runs else "no: head", b_min, f"{at_least}{row.tail_convs}",
+            f"{at_least}{row.tail_params_share:.1%}", f"{at_least}{row.tail_macs_share:.1%}",
+            f"{at_least}{row.tail_memory_share:.1%}", critical, str(row.degenerate),
+            f"{at_least}{coverage_text(row)}", fmt_bytes(row.activation_peak))
 
 
 def row_dict(row: SweepRow) -> dict[str, Any]:
     return {
         "resolution": list(row.resolution),
         "runs": row.runs,
+        "complete": row.complete,
         "error": row.error,
         "b_min": row.b_min,
         "b_min_index": row.b_min_index,
