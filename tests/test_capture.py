@@ -204,6 +204,30 @@ def test_tensor_attributes_are_dataflow():
     assert kinds["mT"] is Kind.UNKNOWN and kinds["fft_fft2"] is Kind.UNKNOWN
 
 
+def test_a_caught_failure_of_a_forward_pre_hook_leaves_no_call_open():
+    def even_only(module, args):
+        if args[0].shape[-1] % 2:
+            raise ValueError("needs an even width")
+
+    class Stage(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = nn.Conv2d(4, 4, 3, 2, 1)
+            self.block.register_forward_pre_hook(even_only)
+            self.alt = nn.Conv2d(4, 4, 1)
+
+        def forward(self, y):
+            try:
+                return self.block(y)
+            except ValueError:
+                return self.alt(y)
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1), Stage(), nn.Conv2d(4, 2, 1))
+    for mode in ("auto", "real"):
+        assert [n.name for n in capture(net, (3, 9, 9), mode=mode)] == ["input", "0", "1.alt", "2"]
+        assert [n.name for n in capture(net, (3, 8, 8), mode=mode)] == ["input", "0", "1.block", "2"]
+
+
 def test_forward_error_names_the_innermost_module_it_passed():
     net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 3, 3), nn.Conv2d(3, 3, 7)))
     with pytest.raises(ModelError, match=r"collapses at '0.1'"):

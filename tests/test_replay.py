@@ -196,3 +196,100 @@ def test_failures_that_leave_the_forward_are_captured_once_then_replayed():
             capture(model, (3, size, size))
         assert str(replayed.value) == str(captured.value)
     assert (graphs.captures, graphs.replays) == (2, 1)
+
+
+# ------------------------------------------------------------ found by an adversarial review
+
+
+class HookedSkip(nn.Module):
+    """Skip features taken by a forward hook on an activation (fastai-style ``Hook``): the
+    hook's calls run between rfalint's replacement forward and its post hook."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                 nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.enc[2].register_forward_hook(lambda m, i, o: setattr(self, "skip", o.detach()))
+        self.up = nn.Conv2d(16, 8, 1)
+        self.out = nn.Conv2d(16, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = self.enc(x)
+        up = F.interpolate(self.up(y), size=self.skip.shape[-2:], mode="nearest")
+        return self.out(torch.cat([up, self.skip], 1))
+
+
+class Reworded(nn.Module):
+    """Catches the head's failure and raises its own error: not the failing call's."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.MaxPool2d(2))
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        f = self.features(x).flatten(1)
+        try:
+            return self.fc(f)
+        except RuntimeError as exc:
+            raise ValueError("this model only accepts 32x32 inputs") from exc
+
+
+class DeviceBranch(nn.Module):
+    """Meta tensors are not on the CPU, fake tensors are: a meta failure is not the outcome."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1))
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        y = self.stem(x)
+        y = F.adaptive_avg_pool2d(y, 1) if y.device.type == "cpu" else F.avg_pool2d(y, 7)
+        return self.fc(y.flatten(1))
+
+
+class ParameterRef(nn.Module):
+    """``nn.Parameter(y)`` makes a tensor no torch call shows: the tape cannot follow it."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, 2, 1), nn.Conv2d(8, 8, 3, 2, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        ref = nn.Parameter(y, requires_grad=False)
+        return F.interpolate(self.b(y), size=ref.shape[-2:])
+
+
+def _even_only(module, args):
+    if args[0].shape[-1] % 2:
+        raise ValueError("block needs an even width")
+
+
+class PreHookFallback(nn.Module):
+    """A forward pre-hook raises before rfalint's pre hook ran; the model catches it."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 3, 2, 1), nn.BatchNorm2d(8))
+        self.block.register_forward_pre_hook(_even_only)
+        self.alt = nn.Conv2d(8, 8, 1)
+
+    def forward(self, y):
+        try:
+            return self.block(y)
+        except ValueError:
+            return self.alt(y)
+
+
+@pytest.mark.parametrize("make, sizes", [
+    (HookedSkip, (32, 48, 40)),
+    (Reworded, (32, 64, 48)),
+    (DeviceBranch, (28, 16, 20, 12)),
+    (ParameterRef, (32, 48)),
+    (lambda: nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), PreHookFallback(), nn.Conv2d(8, 2, 1)),
+     (32, 33, 34, 35)),
+])
+def test_hooks_rewrapped_errors_device_branches_and_hidden_tensors(make, sizes):
+    assert_replays_equal_captures(make(), [(3, s, s) for s in sizes])

@@ -21,7 +21,7 @@ The tape is kept only for shape-only (meta tensor) captures whose forward ran to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -61,40 +61,42 @@ class Struct:
 class Event:
     """One thing the recorder saw. ``kind``: "call" (a torch call that returned), "fail" (a
     torch call that raised ``result``, an exception type, which the model's Python caught),
-    "pre"/"post" (a module call's hooks; ``target`` is the module; for "post" of a leaf
-    whose forward rfalint replaced while capturing, ``patched`` is that forward), and
-    "abort" (the module's forward raised and the model's Python caught it)."""
+    "pre"/"post" (a module call's hooks; ``target`` is the module), "forward" (a leaf
+    forward rfalint replaced while capturing; ``target`` is the replacement) and "abort"
+    (the module's forward raised, and the model's Python may have caught it)."""
 
     kind: str
     target: Any
     args: Any
     kwargs: Any
     result: Any = None
-    patched: Callable | None = None
 
 
 class Tape:
     """The events of one capture, in order (see the module docstring)."""
 
-    def __init__(self, x: torch.Tensor):
+    def __init__(self, x: torch.Tensor, constants: set[int]):
         self.events: list[Event] = []
         self.size = 1  # references handed out; 0 is the input
         self.broken = ""  # why this tape cannot be replayed
         self.output: Any = None  # the forward's return value, as a template
+        self.last_failure: Exception | None = None  # of the latest "fail" event
+        self.escaped: Exception | None = None  # the exception that ended the forward
+        # tensors that exist before the forward (parameters, buffers): kept as they are
+        self._constants = constants
         self._index: dict[int, int] = {id(x): 0}
         self._keep: list[torch.Tensor] = [x]  # keeps ids unique while recording
 
-    def record(self, kind: str, target: Any, args: Any, kwargs: Any, result: Any = None,
-               patched: Callable | None = None) -> None:
+    def record(self, kind: str, target: Any, args: Any, kwargs: Any, result: Any = None
+               ) -> None:
         if self.broken:
             return
         try:
-            if kind == "call" or patched is not None:
+            if kind in ("call", "forward"):
                 result = self._result(result)
             elif kind == "post":  # the module returned what calls inside it made
                 result = self._argument(result)
-            event = Event(kind, target, self._argument(args), self._argument(kwargs), result,
-                          patched)
+            event = Event(kind, target, self._argument(args), self._argument(kwargs), result)
         except Untapeable as exc:
             self.broken = str(exc)
             return
@@ -109,11 +111,18 @@ class Tape:
                 self.broken = str(exc)
         self._index.clear()
         self._keep.clear()
+        self.last_failure = None  # its traceback holds the forward's frames
 
     def _argument(self, value: Any) -> Any:
         if isinstance(value, torch.Tensor):
             index = self._index.get(id(value))
-            return value if index is None else Ref(index)  # not from the input: a constant
+            if index is not None:
+                return Ref(index)
+            if id(value) in self._constants:
+                return value
+            # made where no torch call shows it (nn.Parameter(y), DisableTorchFunction):
+            # its shape may depend on the input, so a replay cannot know it
+            raise Untapeable("a tensor made outside the calls the tape sees")
         if isinstance(value, ATOMS) or type(value) is torch.Size:
             return value
         if type(value) in (list, tuple):
@@ -150,13 +159,17 @@ class Mismatch(Exception):
 
 def fill(template: Any, values: list[Any]) -> Any:
     """The template with each reference replaced by the replay's tensor."""
-    if type(template) is Ref:
+    kind = type(template)
+    if kind is Ref:
         return values[template.index]
-    if type(template) in (list, tuple):
-        return type(template)(fill(v, values) for v in template)
-    if type(template) is dict:
-        return {k: fill(v, values) for k, v in template.items()}
+    if kind is tuple or kind is list:
+        return kind([fill(v, values) if type(v) in _FILLED else v for v in template])
+    if kind is dict:
+        return {k: fill(v, values) if type(v) in _FILLED else v for k, v in template.items()}
     return template
+
+
+_FILLED = {Ref, tuple, list, dict}  # what fill() must look into; anything else stays
 
 
 def bind(template: Any, result: Any, values: list[Any], seen: set[int]) -> None:

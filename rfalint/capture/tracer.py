@@ -64,7 +64,6 @@ class _ModelIndex:
     names: dict[nn.Module, str]
     # Decided before any forward is patched for speed, so patching cannot change it.
     leaves: dict[nn.Module, tuple[OpRecord, dict[str, Any]]]
-    patched: dict[nn.Module, Any] = field(default_factory=dict)  # leaf -> rfalint's forward
 
     @classmethod
     def of(cls, model: nn.Module, registry: Registry) -> "_ModelIndex":
@@ -193,8 +192,6 @@ class _Recorder(TorchFunctionMode):
         if self.taping():
             self.tape.record("pre", module, args, kwargs)
         self.frames.append((module, self.leaf_depth, self.quiet))
-        if module in self.index.patched:
-            self.quiet += 1  # rfalint's replacement forward runs next
         name = self.names.get(module, self.current_scope())
         self.scope.append(name)
         if self.leaf_depth or module in self.leaves:
@@ -205,11 +202,8 @@ class _Recorder(TorchFunctionMode):
     def _post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         self.frames.pop()
         self.closed = module
-        patched = self.index.patched.get(module)
-        if patched is not None:
-            self.quiet -= 1
         if self.taping():
-            self.tape.record("post", module, args, kwargs, output, patched)
+            self.tape.record("post", module, args, kwargs, output)
         self.quiet += 1  # the shapes read below are rfalint's, not the model's
         try:
             self._leave(module, args, kwargs, output)
@@ -223,6 +217,8 @@ class _Recorder(TorchFunctionMode):
         if self.closed is module:  # this hook runs right after _post on a normal return
             self.closed = None
             return
+        if not self.frames or self.frames[-1][0] is not module:
+            return  # a pre-hook before rfalint's raised: the call was never opened
         error = sys.exc_info()[1]
         if error is not None and not hasattr(error, "rfalint_scope"):
             error.rfalint_scope = self.current_scope()  # type: ignore[attr-defined]
@@ -301,6 +297,7 @@ class _Recorder(TorchFunctionMode):
             self._mark_head_failure(exc, args, kwargs)
             if self.taping():  # kept only if the model's Python catches it
                 self.tape.record("fail", func, args, kwargs, type(exc))
+                self.tape.last_failure = exc
             raise
         if self.taping():
             self.tape.record("call", func, args, kwargs, result)
@@ -420,14 +417,14 @@ def _run(index: _ModelIndex, input_shape: tuple[int, ...], mode: str, taped: boo
     forward ran to its end."""
     model = index.model
     x = _dummy_input(input_shape, mode)
-    recorder = _Recorder(index, len(input_shape) - 1, shape_only=mode != "real",
-                         tape=Tape(x) if taped else None)
-    if taped and tapes is not None:
-        tapes.append(recorder.tape)
-    recorder.add_input(x)
     # made before the recorder's mode is on, so these calls are not traced (and cost nothing)
     meta_state = {name: t.detach().to("meta") for name, t in
                   (*model.named_parameters(), *model.named_buffers())} if mode == "meta" else {}
+    tape = Tape(x, _constants(model, meta_state)) if taped else None
+    recorder = _Recorder(index, len(input_shape) - 1, shape_only=mode != "real", tape=tape)
+    if tape is not None and tapes is not None:
+        tapes.append(tape)
+    recorder.add_input(x)
     try:
         with torch.no_grad(), recorder:
             out = _forward(model, x, mode, recorder, meta_state)
@@ -435,6 +432,8 @@ def _run(index: _ModelIndex, input_shape: tuple[int, ...], mode: str, taped: boo
         raise ModelError(f"the model's forward called sys.exit({exc.code}) at "
                          f"'{recorder.current_scope() or 'the top-level forward'}'") from None
     except Exception as exc:
+        if tape is not None:
+            tape.escaped = exc
         # where it was raised: the module calls are closed by now
         scope = getattr(exc, "rfalint_scope", recorder.current_scope())
         head_inputs = getattr(exc, "rfalint_head_inputs", None)
@@ -447,6 +446,15 @@ def _run(index: _ModelIndex, input_shape: tuple[int, ...], mode: str, taped: boo
     if recorder.tape is not None:
         recorder.tape.finish(out)
     return recorder, out, ""
+
+
+def _constants(model: nn.Module, meta_state: dict[str, torch.Tensor]) -> set[int]:
+    """Ids of the tensors that exist before the forward: the parameters and buffers the
+    forward sees, and tensors kept as plain module attributes."""
+    found = {id(t) for t in meta_state.values()}
+    for module in model.modules():
+        found.update(id(v) for v in vars(module).values() if isinstance(v, torch.Tensor))
+    return found
 
 
 def _shape_only_result(func, record: OpRecord, raw: str, args: tuple, kwargs: dict) -> Any:
@@ -514,16 +522,32 @@ def _shape_only_forwards(recorder: _Recorder):
     itself where the real forward returns it, while running without data. Hooks still fire
     (the module is still called), so the graph is unchanged; the recorder's own shortcut
     covers the same ops called functionally."""
-    patched = recorder.index.patched
-    for module, (record, _) in recorder.leaves.items():
-        if recorder.registry.op(record.op).shape_preserving:
-            patched[module] = module.forward = \
-                _identity if _returns_input(module) else _empty_like
+    patched = [module for module, (record, _) in recorder.leaves.items()
+               if recorder.registry.op(record.op).shape_preserving]
+    for module in patched:
+        module.forward = _replacement(recorder,
+                                      _identity if _returns_input(module) else _empty_like)
     try:
         yield
     finally:
         for module in patched:
             del module.forward
+
+
+def _replacement(recorder: _Recorder, forward):
+    """``forward`` as a leaf's forward: what it does inside is rfalint's, not the model's,
+    so it is not taped; its output is, as a "forward" event, before the hooks that may
+    read it run."""
+    def replaced(*args: Any, **kwargs: Any) -> Any:
+        recorder.quiet += 1
+        try:
+            output = forward(*args, **kwargs)
+        finally:
+            recorder.quiet -= 1
+        if recorder.taping():
+            recorder.tape.record("forward", forward, args, kwargs, output)
+        return output
+    return replaced
 
 
 def _needs_real_data(exc: Exception) -> bool:
@@ -631,27 +655,37 @@ class Captures:
         learn whether the model's Python lets that failure end the forward."""
         self.captures += 1
         meta_tapes: list[Tape] = []
+        learn = failed is not None
         try:
             graph, recording = _capture(self.model, input_shape, self.name, "auto",
                                         self.registry, taped=True, meta_tapes=meta_tapes)
-        finally:
-            if failed is not None and meta_tapes and _ends_at(meta_tapes[0], key):
+        except ModelError:
+            if learn and _ends_at(meta_tapes, key, head=False):
                 failed.uncaught.add(key)
+            raise
+        if learn and graph.head_error and _ends_at(meta_tapes, key, head=True):
+            failed.uncaught.add(key)
         if recording is not None:
             self._recordings.insert(0, recording)
             del self._recordings[self.TRIED:]
         return graph
 
 
-def _ends_at(tape: Tape, key: tuple[int, type]) -> bool:
-    """Whether a meta run's tape stops with the failure ``key``: the same calls up to it
-    (a replay checked them), then that exception left the forward, closing the module calls
-    it passed (a forward that caught it would have gone on, at least to the top module's
-    "post")."""
-    event, error = key
+def _ends_at(meta_tapes: list[Tape], key: tuple[int, type], head: bool) -> bool:
+    """Whether the capture's meta run stopped with the failure ``key`` and the capture's
+    outcome is that failure's (a failing head when ``head``, else an error): the same calls
+    up to it (a replay checked them), then that very exception object left the forward
+    (a forward that caught it, or raised another, would not), closing the module calls it
+    passed. Fake tensors or real data may not fail there; the caller checks the outcome."""
+    if not meta_tapes:
+        return False
+    tape, (event, error) = meta_tapes[0], key
     events = tape.events
     return not tape.broken and len(events) > event and events[event].kind == "fail" \
-        and events[event].result is error and all(e.kind == "abort" for e in events[event + 1:])
+        and events[event].result is error and tape.escaped is not None \
+        and tape.escaped is tape.last_failure \
+        and hasattr(tape.escaped, "rfalint_head_inputs") == head \
+        and all(e.kind == "abort" for e in events[event + 1:])
 
 
 def _replay(recording: _Recording, input_shape: tuple[int, ...], name: str
@@ -685,13 +719,10 @@ def _replay(recording: _Recording, input_shape: tuple[int, ...], name: str
                     recorder._pre(event.target, args, kwargs)
                 elif event.kind == "abort":
                     recorder.abort(event.target)
+                elif event.kind == "forward":
+                    bind(event.result, event.target(*args, **kwargs), values, seen)
                 else:
-                    if event.patched is not None:
-                        output = event.patched(*args, **kwargs)
-                        bind(event.result, output, values, seen)
-                    else:
-                        output = fill(event.result, values)
-                    recorder._post(event.target, args, kwargs, output)
+                    recorder._post(event.target, args, kwargs, fill(event.result, values))
             except Exception:  # a Mismatch, or rfalint's hooks failing on what differs
                 return None
     return _graph(recorder, fill(tape.output, values), input_shape, name, "meta", "")
