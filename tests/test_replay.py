@@ -5,12 +5,15 @@ resize to another map's size and catch failures, and at shapes where the forward
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch.onnx.operators import shape_as_tensor
 
 from rfalint.capture import Captures, capture
 from rfalint.errors import CollapseError, ModelError
@@ -281,6 +284,125 @@ class PreHookFallback(nn.Module):
             return self.block(y)
         except ValueError:
             return self.alt(y)
+
+
+class HalfCrop(nn.Module):
+    """An export-friendly crop: the bound is a tensor inside a slice."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3, 2, 1), nn.Conv2d(4, 4, 3, 1, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        width = shape_as_tensor(y)[3] // 2
+        return self.b(y[:, :, :, :width])
+
+
+class FreedAttribute(nn.Module):
+    """Replaces a tensor attribute in forward, so a tensor made later can take its id."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.extra = nn.Conv2d(3, 8, 3, 2, 1), nn.Conv2d(8, 8, 5, 1, 2)
+        self.b = nn.Conv2d(8, 8, 3, 1, 1)
+        self.last = torch.zeros(1)
+
+    def forward(self, x):
+        y = self.a(x)
+        self.last = y.detach()
+        ref = nn.Parameter(y, requires_grad=False)
+        if ref.shape[-1] > 16:
+            y = self.extra(y)
+        return self.b(y)
+
+
+class EditedMessage(Reworded):
+    """Re-raises the head's own exception with an edited message."""
+
+    def forward(self, x):
+        f = self.features(x).flatten(1)
+        try:
+            return self.fc(f)
+        except RuntimeError as exc:
+            exc.args = (f"classifier: {exc.args[0]}",) + exc.args[1:]
+            raise
+
+
+class WarningBranch(nn.Module):
+    """Warnings made errors decide the path: a replay runs outside these filters."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.a(x)
+        buffer = y.new_empty(1, 4, 32, 32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                torch.mul(y, 2, out=buffer)
+                return buffer
+            except UserWarning:
+                return self.b(y)
+
+
+def _at_least_8(module, args):
+    if args[0].shape[-1] < 8:
+        raise ValueError("too small")
+
+
+class Recursive(nn.Module):
+    """Calls itself on a pooled map until its pre-hook refuses (re-entrant module)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, 1, 1)
+        self.register_forward_pre_hook(_at_least_8)
+
+    def forward(self, x):
+        y = self.conv(x)
+        try:
+            y = y + F.interpolate(self(F.avg_pool2d(y, 2)), size=y.shape[-2:])
+        except ValueError:
+            pass
+        return y
+
+
+class DirectForward(nn.Module):
+    """``bn.forward(x)`` skips the module's hooks: still a node, as on real data."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.bn, self.d = nn.Conv2d(3, 4, 3, 2, 1), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3)
+
+    def forward(self, x):
+        return self.d(self.bn.forward(self.c(x)))
+
+
+@pytest.mark.parametrize("make, sizes", [
+    (HalfCrop, (32, 48, 64)),
+    (FreedAttribute, (32, 48, 64)),
+    (EditedMessage, (32, 64, 48)),
+    (WarningBranch, (32, 48, 40)),
+    (lambda: nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1), Recursive(), nn.Conv2d(4, 2, 1)),
+     (32, 16, 24)),
+    (DirectForward, (32, 48)),
+])
+def test_tensor_slices_freed_ids_edited_errors_warnings_recursion(make, sizes):
+    model = make()
+    assert_replays_equal_captures(model, [(3, s, s) for s in sizes])
+    for size in sizes:  # and the capture takes the real-data path (messages may differ)
+        assert nodes(capture, model, (3, size, size)) == \
+            nodes(lambda m, s: capture(m, s, mode="real"), model, (3, size, size))
+
+
+def nodes(get, model, shape):
+    try:
+        return [(n.name, n.op, n.out_shapes) for n in get(model, shape)]
+    except ModelError as exc:
+        return type(exc)
 
 
 @pytest.mark.parametrize("make, sizes", [

@@ -20,6 +20,7 @@ The tape is kept only for shape-only (meta tensor) captures whose forward ran to
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,21 +76,31 @@ class Event:
 class Tape:
     """The events of one capture, in order (see the module docstring)."""
 
-    def __init__(self, x: torch.Tensor, constants: set[int]):
+    def __init__(self, x: torch.Tensor, constants: dict[int, torch.Tensor]):
         self.events: list[Event] = []
         self.size = 1  # references handed out; 0 is the input
         self.broken = ""  # why this tape cannot be replayed
         self.output: Any = None  # the forward's return value, as a template
         self.last_failure: Exception | None = None  # of the latest "fail" event
+        self.last_message = ""  # its message then: a handler may edit it before re-raising
         self.escaped: Exception | None = None  # the exception that ended the forward
         # tensors that exist before the forward (parameters, buffers): kept as they are
         self._constants = constants
+        # A warning turned into an error (or recorded) can decide the forward's path, and a
+        # replay runs outside the model's filters: a forward that enters catch_warnings or
+        # adds an "error" filter is not taped (imports may add other filters harmlessly).
+        self._warning_filters = warnings.filters
+        self._error_filters = _error_filters()
         self._index: dict[int, int] = {id(x): 0}
         self._keep: list[torch.Tensor] = [x]  # keeps ids unique while recording
 
     def record(self, kind: str, target: Any, args: Any, kwargs: Any, result: Any = None
                ) -> None:
         if self.broken:
+            return
+        if warnings.filters is not self._warning_filters \
+                or _error_filters() != self._error_filters:
+            self.broken = "the forward changed how warnings are handled"
             return
         try:
             if kind in ("call", "forward"):
@@ -111,6 +122,7 @@ class Tape:
                 self.broken = str(exc)
         self._index.clear()
         self._keep.clear()
+        self._constants = {}
         self.last_failure = None  # its traceback holds the forward's frames
 
     def _argument(self, value: Any) -> Any:
@@ -118,11 +130,13 @@ class Tape:
             index = self._index.get(id(value))
             if index is not None:
                 return Ref(index)
-            if id(value) in self._constants:
+            if self._constants.get(id(value)) is value:
                 return value
             # made where no torch call shows it (nn.Parameter(y), DisableTorchFunction):
             # its shape may depend on the input, so a replay cannot know it
             raise Untapeable("a tensor made outside the calls the tape sees")
+        if type(value) is slice:  # x[:, :w] with w a tensor: its bounds are arguments too
+            return slice(*(self._argument(v) for v in (value.start, value.stop, value.step)))
         if isinstance(value, ATOMS) or type(value) is torch.Size:
             return value
         if type(value) in (list, tuple):
@@ -153,6 +167,10 @@ class Tape:
         raise Untapeable(f"a call returned a {type(value).__name__}")
 
 
+def _error_filters() -> int:
+    return sum(1 for entry in warnings.filters if entry[0] == "error")
+
+
 class Mismatch(Exception):
     """A replayed call returned or raised something else than the recorded one."""
 
@@ -166,10 +184,13 @@ def fill(template: Any, values: list[Any]) -> Any:
         return kind([fill(v, values) if type(v) in _FILLED else v for v in template])
     if kind is dict:
         return {k: fill(v, values) if type(v) in _FILLED else v for k, v in template.items()}
+    if kind is slice:
+        return slice(fill(template.start, values), fill(template.stop, values),
+                     fill(template.step, values))
     return template
 
 
-_FILLED = {Ref, tuple, list, dict}  # what fill() must look into; anything else stays
+_FILLED = {Ref, tuple, list, dict, slice}  # what fill() must look into; the rest stays
 
 
 def bind(template: Any, result: Any, values: list[Any], seen: set[int]) -> None:

@@ -97,13 +97,15 @@ class _Recorder(TorchFunctionMode):
         self.leaf_inputs: list[Any] = []
         self.used_names: Counter[str] = Counter()
         self.lost_at = ""  # first module whose output lost track of the input
-        self.closed: nn.Module | None = None  # _post ran for this call: _close_failed skips
+        # per module call torch started: [module, opened by _pre, closed by _post]
+        self.calls: list[list] = []
         self.handles = []
         if hooks:
             for module in index.model.modules():
                 self.handles += [
-                    module.register_forward_pre_hook(self._pre, with_kwargs=True),
-                    module.register_forward_hook(self._post, with_kwargs=True),
+                    module.register_forward_pre_hook(self._start, prepend=True),
+                    module.register_forward_pre_hook(self._pre_hook, with_kwargs=True),
+                    module.register_forward_hook(self._post_hook, with_kwargs=True),
                     module.register_forward_hook(self._close_failed, with_kwargs=True,
                                                  always_call=True)]
 
@@ -188,6 +190,19 @@ class _Recorder(TorchFunctionMode):
 
     # ------------------------------------------------------------------ module hooks
 
+    def _start(self, module: nn.Module, args: tuple) -> None:
+        """The first pre-hook of every module call: the call's own bookkeeping entry, so
+        that a call whose later pre-hooks or forward raise is closed (_close_failed)."""
+        self.calls.append([module, False, False])
+
+    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.calls[-1][1] = True
+        self._pre(module, args, kwargs)
+
+    def _post_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        self.calls[-1][2] = True
+        self._post(module, args, kwargs, output)
+
     def _pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if self.taping():
             self.tape.record("pre", module, args, kwargs)
@@ -201,7 +216,6 @@ class _Recorder(TorchFunctionMode):
 
     def _post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         self.frames.pop()
-        self.closed = module
         if self.taping():
             self.tape.record("post", module, args, kwargs, output)
         self.quiet += 1  # the shapes read below are rfalint's, not the model's
@@ -214,11 +228,11 @@ class _Recorder(TorchFunctionMode):
         """Called after every forward, also one that raised. After a normal one ``_post``
         has closed the call already; after one that raised, close it here: the model's
         Python may catch the exception and go on (``try: y = conv(x) except ...``)."""
-        if self.closed is module:  # this hook runs right after _post on a normal return
-            self.closed = None
-            return
-        if not self.frames or self.frames[-1][0] is not module:
-            return  # a pre-hook before rfalint's raised: the call was never opened
+        if not self.calls or self.calls[-1][0] is not module:
+            return  # a global pre-hook raised before this call's entry was made
+        _, opened, closed = self.calls.pop()
+        if not opened or closed:
+            return  # a pre-hook raised before rfalint's, or the forward returned
         error = sys.exc_info()[1]
         if error is not None and not hasattr(error, "rfalint_scope"):
             error.rfalint_scope = self.current_scope()  # type: ignore[attr-defined]
@@ -297,7 +311,7 @@ class _Recorder(TorchFunctionMode):
             self._mark_head_failure(exc, args, kwargs)
             if self.taping():  # kept only if the model's Python catches it
                 self.tape.record("fail", func, args, kwargs, type(exc))
-                self.tape.last_failure = exc
+                self.tape.last_failure, self.tape.last_message = exc, str(exc)
             raise
         if self.taping():
             self.tape.record("call", func, args, kwargs, result)
@@ -448,12 +462,14 @@ def _run(index: _ModelIndex, input_shape: tuple[int, ...], mode: str, taped: boo
     return recorder, out, ""
 
 
-def _constants(model: nn.Module, meta_state: dict[str, torch.Tensor]) -> set[int]:
-    """Ids of the tensors that exist before the forward: the parameters and buffers the
-    forward sees, and tensors kept as plain module attributes."""
-    found = {id(t) for t in meta_state.values()}
+def _constants(model: nn.Module, meta_state: dict[str, torch.Tensor]
+               ) -> dict[int, torch.Tensor]:
+    """The tensors that exist before the forward, by id: the parameters and buffers the
+    forward sees, and tensors kept as plain module attributes (held, so that no tensor
+    made during the forward can take a freed one's id)."""
+    found = {id(t): t for t in meta_state.values()}
     for module in model.modules():
-        found.update(id(v) for v in vars(module).values() if isinstance(v, torch.Tensor))
+        found.update((id(v), v) for v in vars(module).values() if isinstance(v, torch.Tensor))
     return found
 
 
@@ -525,7 +541,7 @@ def _shape_only_forwards(recorder: _Recorder):
     patched = [module for module, (record, _) in recorder.leaves.items()
                if recorder.registry.op(record.op).shape_preserving]
     for module in patched:
-        module.forward = _replacement(recorder,
+        module.forward = _replacement(recorder, module,
                                       _identity if _returns_input(module) else _empty_like)
     try:
         yield
@@ -534,11 +550,14 @@ def _shape_only_forwards(recorder: _Recorder):
             del module.forward
 
 
-def _replacement(recorder: _Recorder, forward):
-    """``forward`` as a leaf's forward: what it does inside is rfalint's, not the model's,
-    so it is not taped; its output is, as a "forward" event, before the hooks that may
-    read it run."""
+def _replacement(recorder: _Recorder, module: nn.Module, forward):
+    """``forward`` as ``module``'s forward: what it does inside is rfalint's, not the
+    model's, so it is not taped; its output is, as a "forward" event, before the hooks that
+    may read it run. Called directly (``bn.forward(x)``, no hooks: no node), it runs the
+    module's own forward instead, whose functional call the recorder sees."""
     def replaced(*args: Any, **kwargs: Any) -> Any:
+        if not recorder.frames or recorder.frames[-1][0] is not module:
+            return type(module).forward(module, *args, **kwargs)
         recorder.quiet += 1
         try:
             output = forward(*args, **kwargs)
@@ -683,7 +702,7 @@ def _ends_at(meta_tapes: list[Tape], key: tuple[int, type], head: bool) -> bool:
     events = tape.events
     return not tape.broken and len(events) > event and events[event].kind == "fail" \
         and events[event].result is error and tape.escaped is not None \
-        and tape.escaped is tape.last_failure \
+        and tape.escaped is tape.last_failure and str(tape.escaped) == tape.last_message \
         and hasattr(tape.escaped, "rfalint_head_inputs") == head \
         and all(e.kind == "abort" for e in events[event + 1:])
 
