@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import rfalint
 from rfalint.capture import capture
-from rfalint.errors import ModelError
+from rfalint.errors import CollapseError, ModelError
 from rfalint.graph import Kind
 
 from conftest import FIXTURE_NAMES, fixture_input_shape, fixture_model, small_kwargs
@@ -226,6 +226,28 @@ def test_a_caught_failure_of_a_forward_pre_hook_leaves_no_call_open():
     for mode in ("auto", "real"):
         assert [n.name for n in capture(net, (3, 9, 9), mode=mode)] == ["input", "0", "1.alt", "2"]
         assert [n.name for n in capture(net, (3, 8, 8), mode=mode)] == ["input", "0", "1.block", "2"]
+
+
+def test_shape_only_norms_check_what_their_kernels_check():
+    """The shape-only shortcut for norms must fail where the real kernels fail."""
+    layer = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.LayerNorm([4, 8, 8]))
+    assert capture(layer, (3, 8, 8)).nodes[-1].op == "LayerNorm"
+    for mode in ("auto", "real"):
+        with pytest.raises(ModelError, match=r"normalized_shape=\[4, 8, 8\]"):
+            capture(layer, (3, 16, 16), mode=mode)
+    instance = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.InstanceNorm2d(4))
+    assert capture(instance, (3, 4, 4)).nodes[-1].op == "InstanceNorm2d"
+    for mode in ("auto", "real"):
+        with pytest.raises(CollapseError, match="more than 1 spatial element"):
+            capture(instance, (3, 2, 2), mode=mode)
+    functional = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), FunctionalInstanceNorm())
+    with pytest.raises(CollapseError, match="more than 1 spatial element"):
+        capture(functional, (3, 2, 2))
+
+
+class FunctionalInstanceNorm(nn.Module):
+    def forward(self, x):
+        return F.instance_norm(x)
 
 
 def test_forward_error_names_the_innermost_module_it_passed():

@@ -160,7 +160,7 @@ BLOCKS = {
 def test_random_stacks_replays_equal_captures(blocks, sizes):
     if "flatten_head" in blocks:  # a head only at the end, sized for the first shape
         blocks = [b for b in blocks if b != "flatten_head"] + ["flatten_head"]
-    model = nn.Sequential(nn.Conv2d(3, C, 3, padding=1), *(BLOCKS[b]() for b in blocks))
+    model = nn.Sequential(nn.Conv2d(3, C, 3, padding=1), *(BLOCKS[b]() for b in blocks)).eval()
     if "flatten_head" in blocks:
         try:
             model(torch.zeros(1, 3, sizes[0], sizes[0]))  # materialise the lazy Linear

@@ -15,6 +15,7 @@ and random stacks both ways (shape-only and on real data) and asserts identical 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 import torch
@@ -286,6 +287,32 @@ def softmax(a: dict[str, Any]):
             or set(a) - {"input", "dim", "dtype", "_stacklevel"} \
             or not -max(x.dim(), 1) <= dim < max(x.dim(), 1):
         return None
+    return empty_like(x)
+
+
+def layer_norm(a: dict[str, Any]):
+    """``F.layer_norm``: the input's trailing dims must be ``normalized_shape``."""
+    x, normalized = a.get("input"), a.get("normalized_shape")
+    if isinstance(normalized, int):
+        normalized = (normalized,)
+    if not isinstance(x, torch.Tensor) or not isinstance(normalized, (list, tuple)) \
+            or not normalized or not all(isinstance(n, int) for n in normalized):
+        return None
+    if len(normalized) > x.dim() or tuple(x.shape[-len(normalized):]) != tuple(normalized):
+        expected = ", ".join(str(n) for n in ("*", *normalized))
+        raise RuntimeError(f"Given normalized_shape={list(normalized)}, expected input with "
+                           f"shape [{expected}], but got input of size{list(x.shape)}")
+    return empty_like(x)
+
+
+def instance_norm(a: dict[str, Any]):
+    """``F.instance_norm``: statistics of each map need more than one position."""
+    x = a.get("input")
+    if not isinstance(x, torch.Tensor) or x.dim() < 3:
+        return None
+    if a.get("use_input_stats", True) and math.prod(x.shape[2:]) == 1:
+        raise ValueError(f"Expected more than 1 spatial element when training, got input "
+                         f"size {x.shape}")
     return empty_like(x)
 
 

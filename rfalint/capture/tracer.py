@@ -630,7 +630,8 @@ class Captures:
     with the same exception type reuse what that capture showed.
 
     ``at`` gives what :func:`capture` gives (and raises what it raises); ``captures`` and
-    ``replays`` count the forwards of the model and the replays.
+    ``replays`` count the forwards of the model and the replays. The model must not change
+    between calls (new hooks, other weights or attributes): make a new ``Captures`` then.
 
     Example::
 
@@ -874,7 +875,7 @@ def _live(nodes: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]
 # torch's messages when a window no longer fits the feature map
 _COLLAPSE_HINTS = ("kernel size can't be greater", "output size is too small",
                    "invalid computed output size", "input size is too small",
-                   "padded input size per channel")
+                   "padded input size per channel", "more than 1 spatial element")
 
 
 def _failure(exc: Exception, input_shape: tuple[int, ...]) -> ModelError:
