@@ -243,11 +243,68 @@ def test_shape_only_norms_check_what_their_kernels_check():
     functional = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), FunctionalInstanceNorm())
     with pytest.raises(CollapseError, match="more than 1 spatial element"):
         capture(functional, (3, 2, 2))
+    for norm in (nn.BatchNorm2d(4, track_running_stats=False), nn.GroupNorm(4, 4)):
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), norm)
+        assert capture(net, (3, 4, 4)).nodes[-1].op == type(norm).__name__
+        for mode in ("auto", "real"):
+            with pytest.raises(CollapseError, match="more than 1 value per channel"):
+                capture(net, (3, 2, 2), mode=mode)
+    keyword = KeywordCall()
+    assert [n.op for n in capture(keyword, (3, 8, 8))] == ["input", "Conv2d", "BatchNorm2d"]
+    with pytest.raises(ModelError, match="TypeError"):
+        capture(nn.Sequential(nn.Conv2d(3, 4, 3), TwoArguments()), (3, 8, 8))
+    tracked = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4))
+    assert capture(tracked, (3, 2, 2)).nodes[-1].op == "BatchNorm2d"  # running stats: runs
+
+
+class KeywordCall(nn.Module):
+    """Replaced leaf forwards take their arguments as the real ones: ``bn(input=x)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.bn(input=self.conv(x))
+
+
+class TwoArguments(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(x, 3)  # the real ReLU.forward takes one argument
 
 
 class FunctionalInstanceNorm(nn.Module):
     def forward(self, x):
         return F.instance_norm(x)
+
+
+def test_a_capture_leaves_the_model_as_it_was():
+    """A submodule registered under two names, and lazy modules, must keep their tensors on
+    the CPU: the shape-only capture swaps in meta tensors and must restore the model's own."""
+
+    class Aliased(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(3 if i == 0 else 8, 8, 3),
+                                                      nn.BatchNorm2d(8)) for i in range(2))
+            self.head = self.blocks[-1]
+
+        def forward(self, x):
+            for block in self.blocks:
+                x = block(x)
+            return x
+
+    lazy = nn.Sequential(nn.LazyConv2d(8, 3), nn.LazyBatchNorm2d(), nn.ReLU())
+    for net in (Aliased(), lazy):
+        graph = capture(net, (3, 16, 16))
+        assert graph[len(graph) - 1].out_shape[1] == 8
+        devices = {t.device.type for t in (*net.parameters(), *net.buffers())}
+        assert devices == {"cpu"}
+        assert net(torch.zeros(1, 3, 16, 16)).shape[1] == 8
 
 
 def test_forward_error_names_the_innermost_module_it_passed():

@@ -305,6 +305,33 @@ def layer_norm(a: dict[str, Any]):
     return empty_like(x)
 
 
+def _values_per_channel(size) -> None:
+    """torch's check for norms over batch statistics: more than one value per channel."""
+    if math.prod([size[0], *size[2:]]) == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                         f"size {size}")
+
+
+def batch_norm(a: dict[str, Any]):
+    """``F.batch_norm``: with batch statistics, more than one value per channel."""
+    x = a.get("input")
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        return None
+    if a.get("training", False):
+        _values_per_channel(x.shape)
+    return empty_like(x)
+
+
+def group_norm(a: dict[str, Any]):
+    """``F.group_norm``: more than one value per group."""
+    x, groups = a.get("input"), a.get("num_groups")
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not isinstance(groups, int) \
+            or groups <= 0 or x.shape[1] % groups:
+        return None
+    _values_per_channel([x.shape[0] * x.shape[1] // groups, groups, *x.shape[2:]])
+    return empty_like(x)
+
+
 def instance_norm(a: dict[str, Any]):
     """``F.instance_norm``: statistics of each map need more than one position."""
     x = a.get("input")

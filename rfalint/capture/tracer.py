@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn as nn
 from torch.func import functional_call
+from torch.nn.modules.lazy import LazyModuleMixin
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_flatten_with_path
 
@@ -419,7 +420,10 @@ def _forward(model: nn.Module, x: torch.Tensor, mode: str, recorder: _Recorder,
         return model(x)
     with _shape_only_forwards(recorder):
         if mode == "meta":
-            return functional_call(model, meta_state, (x,))
+            # tie_weights=False: with a submodule registered under two names (``self.head
+            # = self.blocks[-1]``) torch's tying would restore the meta tensors, not the
+            # model's own, and leave the user's model on the meta device
+            return functional_call(model, meta_state, (x,), tie_weights=False)
         with x.fake_mode:
             return model(x)
 
@@ -539,7 +543,8 @@ def _shape_only_forwards(recorder: _Recorder):
     (the module is still called), so the graph is unchanged; the recorder's own shortcut
     covers the same ops called functionally."""
     patched = [module for module, (record, _) in recorder.leaves.items()
-               if recorder.registry.op(record.op).shape_preserving]
+               if recorder.registry.op(record.op).shape_preserving
+               and not _batch_statistics(module)]
     for module in patched:
         module.forward = _replacement(recorder, module,
                                       _identity if _returns_input(module) else _empty_like)
@@ -550,23 +555,39 @@ def _shape_only_forwards(recorder: _Recorder):
             del module.forward
 
 
+def _batch_statistics(module: nn.Module) -> bool:
+    """A batch norm without running statistics normalises with the batch's even in eval
+    mode, which fails on one value per channel: its real forward runs, and the functional
+    op's shape function checks that."""
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is None
+
+
 def _replacement(recorder: _Recorder, module: nn.Module, forward):
     """``forward`` as ``module``'s forward: what it does inside is rfalint's, not the
     model's, so it is not taped; its output is, as a "forward" event, before the hooks that
     may read it run. Called directly (``bn.forward(x)``, no hooks: no node), it runs the
-    module's own forward instead, whose functional call the recorder sees."""
+    module's own forward instead, whose functional call the recorder sees. Arguments are
+    bound as the real forward binds them (``bn(input=x)`` works, ``relu(x, 3)`` fails)."""
+    signature = _forward_signature(type(module))
+
     def replaced(*args: Any, **kwargs: Any) -> Any:
         if not recorder.frames or recorder.frames[-1][0] is not module:
             return type(module).forward(module, *args, **kwargs)
+        x = list(signature.bind(module, *args, **kwargs).arguments.values())[1]
         recorder.quiet += 1
         try:
-            output = forward(*args, **kwargs)
+            output = forward(x)
         finally:
             recorder.quiet -= 1
         if recorder.taping():
-            recorder.tape.record("forward", forward, args, kwargs, output)
+            recorder.tape.record("forward", forward, (x,), {}, output)
         return output
     return replaced
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_signature(cls: type) -> inspect.Signature:
+    return inspect.signature(cls.forward)
 
 
 def _needs_real_data(exc: Exception) -> bool:
@@ -778,6 +799,8 @@ def _capture(model: nn.Module, input_shape: tuple[int, ...], name: str, mode: st
     end and fits a replay, and the meta run's tape (also when it failed) in ``meta_tapes``."""
     index = _ModelIndex.of(model, registry or ops.DEFAULT)
     model.eval()
+    if mode == "auto" and _uninitialised_lazy(model):
+        mode = "real"  # a shape-only run would make the parameters on meta, in the model
     with _quiet_fake_tensors():
         if mode == "auto":
             recorder, out, head_error, mode = _run_shape_only(index, input_shape, taped,
@@ -792,6 +815,11 @@ def _capture(model: nn.Module, input_shape: tuple[int, ...], name: str, mode: st
     if tape is None or tape.broken or head_error or mode != "meta":
         return graph, None
     return graph, _Recording(tape, index, len(input_shape) - 1)
+
+
+def _uninitialised_lazy(model: nn.Module) -> bool:
+    return any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()
+               for m in model.modules())
 
 
 def _graph(recorder: _Recorder, out: Any, input_shape: tuple[int, ...], name: str, mode: str,
@@ -875,7 +903,8 @@ def _live(nodes: list[Node], outputs: list[int]) -> tuple[list[Node], list[int]]
 # torch's messages when a window no longer fits the feature map
 _COLLAPSE_HINTS = ("kernel size can't be greater", "output size is too small",
                    "invalid computed output size", "input size is too small",
-                   "padded input size per channel", "more than 1 spatial element")
+                   "padded input size per channel", "more than 1 spatial element",
+                   "more than 1 value per channel")
 
 
 def _failure(exc: Exception, input_shape: tuple[int, ...]) -> ModelError:

@@ -110,12 +110,16 @@ def _ops() -> list[OpRecord]:
         # Not shape-preserving shortcuts: their shape functions check what the kernels check
         OpRecord("layer_norm", g.layer_norm, ("input", "normalized_shape"),
                  shape=shapes.layer_norm),
+        OpRecord("batch_norm", g.pointwise,
+                 ("input", "running_mean", "running_var", "weight", "bias", "training"),
+                 shape=shapes.batch_norm),
+        OpRecord("group_norm", g.pointwise, ("input", "num_groups"), shape=shapes.group_norm),
         OpRecord("instance_norm", g.pointwise,
                  ("input", "running_mean", "running_var", "weight", "bias", "use_input_stats"),
                  shape=shapes.instance_norm),
         # --- activations, norms, dropout and other ops that keep every position
         *_pointwise("""selu celu softsign dropout1d dropout2d dropout3d alpha_dropout
-            feature_alpha_dropout batch_norm group_norm local_response_norm
+            feature_alpha_dropout local_response_norm
             clamp_min clamp_max""", shape_preserving=True),
         *_pointwise("""prelu rrelu logsigmoid tanhshrink softshrink hardshrink threshold exp log
             log1p sqrt rsqrt abs neg reciprocal square sin cos erf sign floor ceil round
@@ -280,8 +284,9 @@ def _modules() -> list[ModuleRecord]:
                nn.Hardtanh, nn.Softplus, nn.Softsign, nn.LogSigmoid, nn.Tanhshrink,
                nn.Softshrink, nn.Hardshrink, nn.Threshold, nn.RReLU, nn.Dropout, nn.Dropout1d,
                nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
-               nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,
+               nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
                nn.LocalResponseNorm, nn.ChannelShuffle)),
+        *each("group_norm", _NONE, (nn.GroupNorm,)),
         *each("instance_norm", _NONE, (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)),
     ]
 
