@@ -249,6 +249,13 @@ def test_shape_only_norms_check_what_their_kernels_check():
         for mode in ("auto", "real"):
             with pytest.raises(CollapseError, match="more than 1 value per channel"):
                 capture(net, (3, 2, 2), mode=mode)
+    if hasattr(nn, "RMSNorm"):  # torch >= 2.4
+        rms = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.RMSNorm([4, 8, 8]))
+        node = capture(rms, (3, 8, 8)).nodes[-1]  # read as LayerNorm is: a known op
+        assert node.kind is Kind.POINTWISE and "layer norm over spatial axes" in node.note
+        for mode in ("auto", "real"):
+            with pytest.raises(ModelError, match=r"expected input with shape \[\*4, 8, 8\]"):
+                capture(rms, (3, 16, 16), mode=mode)
     keyword = KeywordCall()
     assert [n.op for n in capture(keyword, (3, 8, 8))] == ["input", "Conv2d", "BatchNorm2d"]
     with pytest.raises(ModelError, match="TypeError"):

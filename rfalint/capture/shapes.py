@@ -292,6 +292,15 @@ def softmax(a: dict[str, Any]):
 
 def layer_norm(a: dict[str, Any]):
     """``F.layer_norm``: the input's trailing dims must be ``normalized_shape``."""
+    return _trailing_norm(a, "*, ")
+
+
+def rms_norm(a: dict[str, Any]):
+    """``F.rms_norm``: as ``layer_norm`` (torch words its error a little differently)."""
+    return _trailing_norm(a, "*")
+
+
+def _trailing_norm(a: dict[str, Any], star: str):
     x, normalized = a.get("input"), a.get("normalized_shape")
     if isinstance(normalized, int):
         normalized = (normalized,)
@@ -299,7 +308,7 @@ def layer_norm(a: dict[str, Any]):
             or not normalized or not all(isinstance(n, int) for n in normalized):
         return None
     if len(normalized) > x.dim() or tuple(x.shape[-len(normalized):]) != tuple(normalized):
-        expected = ", ".join(str(n) for n in ("*", *normalized))
+        expected = star + ", ".join(str(n) for n in normalized)
         raise RuntimeError(f"Given normalized_shape={list(normalized)}, expected input with "
                            f"shape [{expected}], but got input of size{list(x.shape)}")
     return empty_like(x)

@@ -573,7 +573,8 @@ def _replacement(recorder: _Recorder, module: nn.Module, forward):
     def replaced(*args: Any, **kwargs: Any) -> Any:
         if not recorder.frames or recorder.frames[-1][0] is not module:
             return type(module).forward(module, *args, **kwargs)
-        x = list(signature.bind(module, *args, **kwargs).arguments.values())[1]
+        bound = signature.bind(module, *args, **kwargs)
+        x = bound.args[1] if len(bound.args) > 1 else next(iter(bound.kwargs.values()))
         recorder.quiet += 1
         try:
             output = forward(x)

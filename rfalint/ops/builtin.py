@@ -110,6 +110,8 @@ def _ops() -> list[OpRecord]:
         # Not shape-preserving shortcuts: their shape functions check what the kernels check
         OpRecord("layer_norm", g.layer_norm, ("input", "normalized_shape"),
                  shape=shapes.layer_norm),
+        OpRecord("rms_norm", g.layer_norm, ("input", "normalized_shape"),
+                 shape=shapes.rms_norm),
         OpRecord("batch_norm", g.pointwise,
                  ("input", "running_mean", "running_var", "weight", "bias", "training"),
                  shape=shapes.batch_norm),
@@ -273,6 +275,8 @@ def _modules() -> list[ModuleRecord]:
         ModuleRecord(nn.Softmax, "softmax", _attrs("dim")),
         ModuleRecord(nn.LogSoftmax, "softmax", _attrs("dim")),
         ModuleRecord(nn.LayerNorm, "layer_norm", _attrs("normalized_shape")),
+        *each("rms_norm", _attrs("normalized_shape"),
+              [nn.RMSNorm] if hasattr(nn, "RMSNorm") else []),  # torch >= 2.4
         *each("pad", lambda m: {"pad": m.padding},
               (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d,
                nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
