@@ -24,7 +24,7 @@ def node_record(node) -> tuple:
     return (node.id, node.name, node.op, node.kind, node.inputs, node.input_slots,
             node.out_shapes, node.layout, node.in_shape, node.geometry, node.gates,
             node.scope, node.note, repr(sorted(node.call_args.items())),
-            type(node.module).__name__)
+            type(node.module).__name__, node.aliases)
 
 
 def everything(graph) -> tuple:
@@ -94,6 +94,21 @@ class Wrapped(nn.Module):
         return self.inner(x)
 
 
+class ChannelsLastBlock(nn.Module):
+    """ConvNeXt-style: norm and MLP over channels-last, permuted back, then reshaped; and
+    activations on the permuted map (a reshape after them copies only if they do not keep
+    its layout)."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm, self.fc, self.act = nn.LayerNorm(C), nn.Linear(C, C), nn.GELU()
+
+    def forward(self, x):
+        y = self.act(self.fc(self.norm(x.permute(0, 2, 3, 1))))
+        z = F.relu(x.permute(0, 2, 3, 1)).flatten(2)  # a copy: relu keeps the permuted layout
+        return (y + z.reshape(y.shape)).permute(0, 3, 1, 2)
+
+
 class Residual(nn.Module):
     """The shortcut is read after the body ran, so an in-place op or an identity in the
     body decides which node it comes from."""
@@ -118,6 +133,7 @@ LAYERS = {
     "relu": lambda k: nn.ReLU(),
     "inplace_relu": lambda k: nn.ReLU(inplace=True),
     "identity": lambda k: nn.Identity(),
+    "channels_last_block": lambda k: ChannelsLastBlock(),
     "dropout": lambda k: nn.Dropout(0.5),
     "doubled_relu": lambda k: DoubledReLU(),
     "maxpool": lambda k: nn.MaxPool2d(2, 1, 1),
@@ -145,3 +161,12 @@ def test_norm_subclass_with_its_own_forward_is_recorded_not_skipped():
     assert [n.name for n in graph] == ["input", "0", "1.batch_norm", "1.act", "2"]
     plain = capture(nn.Sequential(nn.Conv2d(3, C, 3), PlainSubclassNorm(C)), (3, 16, 16))
     assert [(n.name, n.op) for n in plain][-1] == ("1", "PlainSubclassNorm")
+
+
+def test_layouts_after_permutes_match_real_data():
+    """Whether a reshape copies depends on the layout the op before it returned (activation
+    memory counts the copy): elementwise ops keep a permuted layout, norms do not."""
+    assert_same_capture(nn.Sequential(nn.Conv2d(3, C, 3, padding=1), ChannelsLastBlock()),
+                        (3, 8, 8))
+    graph = capture(nn.Sequential(nn.Conv2d(3, C, 3, padding=1), ChannelsLastBlock()), (3, 8, 8))
+    assert not graph.by_name("1.flatten").aliases

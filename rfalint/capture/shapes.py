@@ -29,11 +29,31 @@ def empty(shape: Sequence[int], like: torch.Tensor, dtype: torch.dtype | None = 
 
 
 def empty_like(x: torch.Tensor) -> torch.Tensor:
-    """``torch.empty_like`` without its meta decomposition: same shape, dtype and, for
-    dense layouts (contiguous or channels-last), the same strides."""
+    """``torch.empty_like`` without its meta decomposition, as batch norms and channel
+    shuffles return it: same shape and dtype, and the input's strides when it is contiguous
+    or channels-last (otherwise contiguous)."""
     if _dense(x):
         return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
     return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def elementwise_like(x: torch.Tensor) -> torch.Tensor:
+    """What elementwise kernels (activations, dropout, clamp) return: the input's strides
+    whenever its memory is dense in some order of dims (a permuted map too), otherwise
+    contiguous. Views and reshapes after them depend on it."""
+    if x.numel() and _dense_in_some_order(x):
+        return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def _dense_in_some_order(x: torch.Tensor) -> bool:
+    expected = 1
+    for size, stride in sorted((p for p in zip(x.shape, x.stride()) if p[0] != 1),
+                               key=lambda p: p[1]):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def _dense(x: torch.Tensor) -> bool:
@@ -311,7 +331,7 @@ def _trailing_norm(a: dict[str, Any], star: str):
         expected = star + ", ".join(str(n) for n in normalized)
         raise RuntimeError(f"Given normalized_shape={list(normalized)}, expected input with "
                            f"shape [{expected}], but got input of size{list(x.shape)}")
-    return empty_like(x)
+    return empty(x.shape, x)  # these kernels return contiguous output
 
 
 def _values_per_channel(size) -> None:
@@ -349,7 +369,7 @@ def instance_norm(a: dict[str, Any]):
     if a.get("use_input_stats", True) and math.prod(x.shape[2:]) == 1:
         raise ValueError(f"Expected more than 1 spatial element when training, got input "
                          f"size {x.shape}")
-    return empty_like(x)
+    return empty(x.shape, x)  # contiguous, as the kernel returns it
 
 
 _INTERPOLATE_DIMS = {"nearest": (1, 2, 3), "nearest-exact": (1, 2, 3), "area": (1, 2, 3),

@@ -283,7 +283,7 @@ class _Recorder(TorchFunctionMode):
             if record is not None and record.shape_preserving \
                     and isinstance(args[0], torch.Tensor):
                 return args[0] if _aliases_input(func, record.name, raw, args, kwargs) \
-                    else shapes.empty_like(args[0])
+                    else shapes.elementwise_like(args[0])
             if record is not None and record.shape is not None and "out" not in kwargs:
                 result = _shape_only_result(func, record, raw, args, kwargs)
                 if result is not None:
@@ -527,12 +527,20 @@ _ALIASING_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dro
                      nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
-def _identity(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _empty_like(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+def _empty_like(x: torch.Tensor) -> torch.Tensor:
     return shapes.empty_like(x)
+
+
+def _elementwise_like(x: torch.Tensor) -> torch.Tensor:
+    return shapes.elementwise_like(x)
+
+
+# Leaves whose kernels keep only a channels-last layout; the others keep any dense one.
+_NORM_LAYOUT = (nn.modules.batchnorm._BatchNorm, nn.ChannelShuffle)
 
 
 @contextlib.contextmanager
@@ -546,8 +554,9 @@ def _shape_only_forwards(recorder: _Recorder):
                if recorder.registry.op(record.op).shape_preserving
                and not _batch_statistics(module)]
     for module in patched:
-        module.forward = _replacement(recorder, module,
-                                      _identity if _returns_input(module) else _empty_like)
+        replacement = _identity if _returns_input(module) else \
+            _empty_like if isinstance(module, _NORM_LAYOUT) else _elementwise_like
+        module.forward = _replacement(recorder, module, replacement)
     try:
         yield
     finally:
