@@ -170,3 +170,38 @@ def test_layouts_after_permutes_match_real_data():
                         (3, 8, 8))
     graph = capture(nn.Sequential(nn.Conv2d(3, C, 3, padding=1), ChannelsLastBlock()), (3, 8, 8))
     assert not graph.by_name("1.flatten").aliases
+
+
+class ContiguityBranchNorm(nn.LayerNorm):
+    """timm's older LayerNorm2d: a different path for channels-last maps."""
+
+    def forward(self, x):
+        if x.is_contiguous():
+            return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight,
+                                self.bias, self.eps).permute(0, 3, 1, 2)
+        var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps)
+
+
+class ChannelsLastStage(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, C, 4, stride=4)
+        self.norm = ContiguityBranchNorm(C)
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ConvTranspose2d(C, C, 2, stride=2)
+        self.conv = nn.Conv2d(C, C, 3, padding=1)
+
+    def forward(self, x):
+        y = self.norm(self.stem(x))
+        return self.norm(self.conv(self.up(self.pool(y)) + y))
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_channels_last_models_take_the_real_data_path(memory_format):
+    """Convs return channels-last maps for channels-last inputs or weights on CPU and CUDA
+    (torch's meta kernel does not): a forward that branches on contiguity must see that."""
+    model = ChannelsLastStage().to(memory_format=memory_format)
+    assert_same_capture(model, (3, 32, 32))
+    first_norm = [n.op for n in capture(model, (3, 32, 32))][2]
+    assert first_norm == ("var_mean" if memory_format == torch.channels_last else "permute")

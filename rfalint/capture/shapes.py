@@ -99,13 +99,39 @@ def _window_sizes(sizes, kernel, stride, padding, dilation, ceil_mode=False) -> 
 
 def _conv_operands(a: dict[str, Any], spatial: int) -> bool | None:
     """Whether a conv's input is batched, or None when input, weight or bias are not plain
-    tensors of the expected ranks on one device (then torch's kernel runs)."""
+    tensors (contiguous or channels-last) of the expected ranks on one device (then
+    torch's kernel runs)."""
     x, w, b = a.get("input"), a.get("weight"), a.get("bias")
-    batched = _batched(x, spatial) if _plain(x) else None
-    if batched is None or not _plain(w, x) or w.dim() != spatial + 2 or \
+    batched = _batched(x, spatial) if _plain_or_channels_last(x) else None
+    if batched is None or not _plain_or_channels_last(w, x) or w.dim() != spatial + 2 or \
             not (b is None or _plain(b, x)):
         return None
     return batched
+
+
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def _channels_last(t: torch.Tensor) -> bool:
+    """Laid out channels-last and not also contiguous (1x1 maps and single channels are
+    both, and the kernels treat them as contiguous)."""
+    return t.dim() in _CHANNELS_LAST and not t.is_contiguous() \
+        and t.is_contiguous(memory_format=_CHANNELS_LAST[t.dim()])
+
+
+def _plain_or_channels_last(t: Any, like: torch.Tensor | None = None) -> bool:
+    return _plain(t, like) or isinstance(t, torch.Tensor) and _channels_last(t) \
+        and not t.requires_grad and (like is None or t.device == like.device)
+
+
+def _conv_output(shape: tuple[int, ...], a: dict[str, Any]) -> torch.Tensor:
+    """A conv's output is channels-last when its input or weight is (the CPU and CUDA
+    kernels' rule; torch's meta kernel returns contiguous maps)."""
+    x, w = a["input"], a["weight"]
+    if len(shape) in _CHANNELS_LAST and (_channels_last(x) or _channels_last(w)):
+        return torch.empty(shape, dtype=x.dtype, device=x.device,
+                           memory_format=_CHANNELS_LAST[len(shape)])
+    return empty(shape, x)
 
 
 def conv(spatial: int) -> ShapeFunction:
@@ -144,7 +170,7 @@ def conv(spatial: int) -> ShapeFunction:
                     "Kernel size can't be greater than actual input size")
             out = _window_sizes(sizes, kernel, stride, padding, dilation)
         lead = (x.shape[0], w.shape[0]) if batched else (w.shape[0],)
-        return empty((*lead, *out), x)
+        return _conv_output((*lead, *out), a)
     return shape
 
 
@@ -168,7 +194,7 @@ def conv_transpose(spatial: int) -> ShapeFunction:
         if any(o <= 0 for o in out):
             return None
         lead = (x.shape[0], w.shape[1] * groups) if batched else (w.shape[1] * groups,)
-        return empty((*lead, *out), x)
+        return _conv_output((*lead, *out), a)
     return shape
 
 
