@@ -205,3 +205,22 @@ def test_channels_last_models_take_the_real_data_path(memory_format):
     assert_same_capture(model, (3, 32, 32))
     first_norm = [n.op for n in capture(model, (3, 32, 32))][2]
     assert first_norm == ("var_mean" if memory_format == torch.channels_last else "permute")
+
+
+class SizeAsTensor(nn.Module):
+    """Sizes computed as CPU tensors inside forward: their values decide the pad and the
+    path, so ops on them must really run, also in a shape-only capture."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, C, 3, 2, 1), nn.Conv2d(C, C, 3, 2, 1)
+
+    def forward(self, x):
+        pad = int((32 - torch.tensor(x.shape[-1]) % 32) % 32)
+        y = self.a(F.pad(x, (0, pad, 0, pad)))
+        return self.b(y) if bool(torch.tensor(y.shape[-1]) >= 16) else y
+
+
+@pytest.mark.parametrize("size", [20, 50, 64])
+def test_tensors_made_from_sizes_inside_forward_have_real_values(size):
+    assert_same_capture(SizeAsTensor(), (3, size, size))

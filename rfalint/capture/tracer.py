@@ -84,6 +84,7 @@ class _Recorder(TorchFunctionMode):
         self.registry = index.registry
         self.spatial_dims = spatial_dims
         self.shape_only = shape_only  # meta/fake tensors: values are never read
+        self.fake_tensor_type: type | None = None  # set by a fake-tensor run
         self.tape = tape
         self.quiet = 0  # > 0 while rfalint's own code runs inside the mode: not taped
         self.nodes: list[Node] = []
@@ -278,7 +279,7 @@ class _Recorder(TorchFunctionMode):
         """Run ``func``; without data, shape-preserving ops just return a tensor of the
         input's shape (meta kernels of activations and norms go through slow decompositions)."""
         raw = getattr(func, "__name__", "")
-        if self.shape_only and args:
+        if self.shape_only and args and self._without_data(args, kwargs):
             record = self.registry.resolve(raw)
             if record is not None and record.shape_preserving \
                     and isinstance(args[0], torch.Tensor):
@@ -289,6 +290,14 @@ class _Recorder(TorchFunctionMode):
                 if result is not None:
                     return result
         return func(*args, **kwargs)
+
+    def _without_data(self, args: tuple, kwargs: dict) -> bool:
+        """Whether every tensor operand is a meta or fake one. A CPU tensor made inside
+        the forward (``torch.tensor(x.shape[-1])``) has values the model's Python may read:
+        its ops run for real."""
+        fake = self.fake_tensor_type
+        return all(t.is_meta or fake is not None and isinstance(t, fake)
+                   for t in _tensors((args, kwargs)))
 
     def _mark_head_failure(self, exc: Exception, args: tuple, kwargs: dict) -> None:
         """Remember the failing op's inputs when they are all past the readout.
@@ -440,6 +449,10 @@ def _run(index: _ModelIndex, input_shape: tuple[int, ...], mode: str, taped: boo
                   (*model.named_parameters(), *model.named_buffers())} if mode == "meta" else {}
     tape = Tape(x, _constants(model, meta_state)) if taped else None
     recorder = _Recorder(index, len(input_shape) - 1, shape_only=mode != "real", tape=tape)
+    if mode == "fake":
+        from torch._subclasses.fake_tensor import FakeTensor  # imported by that run anyway
+
+        recorder.fake_tensor_type = FakeTensor
     if tape is not None and tapes is not None:
         tapes.append(tape)
     recorder.add_input(x)
