@@ -33,7 +33,7 @@ from rfalint.analysis.memory import activation_memory, model_dtype
 from rfalint.analysis.region import node_maps
 from rfalint.analysis.rf import NodeRF, receptive_fields
 from rfalint.capture import Captures
-from rfalint.errors import CollapseError, UsageError
+from rfalint.errors import CollapseError, ModelError, UsageError
 from rfalint.graph import Graph, Kind, fmt_axes
 from rfalint.ops import Registry
 from rfalint.rules import run_rules
@@ -103,7 +103,8 @@ class SweepRow:
     resolution: tuple[int, ...]
     runs: bool
     error: str | None = None  # why it does not run (a collapsed map, a failing head)
-    analysed: bool = False  # False when the feature map collapsed: no analysis at all
+    analysed: bool = False  # False when the forward failed before the readout: no analysis
+    collapsed: bool = False  # that failure is a feature map too small for a window
     # False when an op on the way to a readout is not understood (RFA201): RFs are lower
     # bounds, so b_min can only come earlier and the tail and coverage only grow
     complete: bool = True
@@ -206,8 +207,10 @@ def sweep(model: nn.Module, channels: int, spatial_dims: int, sizes: list[int],
     """Check ``model`` at every size of ``sizes`` (repeated over ``spatial_dims`` axes),
     with the ops and leaf modules of ``registry`` (:mod:`rfalint.ops`; default: built-in).
 
-    A resolution at which a feature map collapses is a row with ``runs=False``; other
-    errors (a forward that fails for another reason, a bad object size) raise.
+    A resolution at which the forward fails (a feature map collapses, an FPN's upsampled
+    map does not match its lateral) is a row with ``runs=False`` and the error; when the
+    model runs at no size for another reason than a collapse, that error is raised, as are
+    bad object sizes.
     """
     if object_size:
         smallest = min(sizes)
@@ -219,12 +222,15 @@ def sweep(model: nn.Module, channels: int, spatial_dims: int, sizes: list[int],
     known: dict[tuple, list[NodeRF | None]] = {}
     graphs = Captures(model, name, registry)
     computed = 0
+    failures: list[ModelError] = []
     for size in sizes:
         shape = (channels, *(size,) * spatial_dims)
         try:
             graph = graphs.at(shape)
-        except CollapseError as exc:
-            rows.append(SweepRow(shape[1:], runs=False, error=str(exc)))
+        except ModelError as exc:
+            failures.append(exc)
+            rows.append(SweepRow(shape[1:], runs=False, error=str(exc),
+                                 collapsed=isinstance(exc, CollapseError)))
             continue
         signature = _signature(graph)
         rfs = known.get(signature)
@@ -232,6 +238,10 @@ def sweep(model: nn.Module, channels: int, spatial_dims: int, sizes: list[int],
             rfs = known[signature] = receptive_fields(graph)
             computed += 1
         rows.append(_row(model, analyze_graph(graph, object_size, rfs)))
+    if failures and not any(row.analysed for row in rows):
+        broken = [e for e in failures if not isinstance(e, CollapseError)]
+        if broken:
+            raise broken[0]  # the model runs at no size: an error, not a table
     label = None
     if object_size:
         label = ",".join(f"{k}={v.label()}" if k else v.label() for k, v in object_size.items())

@@ -11,7 +11,7 @@ from clihelp import run
 from conftest import FIXTURES, fixture_model
 
 import rfalint
-from rfalint.errors import UsageError
+from rfalint.errors import ModelError, UsageError
 from rfalint.graph import Kind
 from rfalint.sweep import parse_resolutions, sweep
 
@@ -168,3 +168,31 @@ def test_cli_sweep_captures_once_per_shape_behaviour(monkeypatch):
     data = json.loads(done.out)
     assert (data["captures"], data["replays"]) == (2, 1)
     assert [row["runs"] for row in data["rows"]] == [False, True, True]
+
+
+class TopDown(nn.Module):
+    """An FPN top-down step with scale_factor=2: at sizes not divisible by the stride the
+    upsampled map does not match the lateral one and PyTorch raises."""
+
+    def __init__(self):
+        super().__init__()
+        self.c3 = nn.Conv2d(3, 4, 3, stride=4, padding=1)
+        self.c4 = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        c3 = self.c3(x)
+        return c3 + nn.functional.interpolate(self.c4(c3), scale_factor=2.0)
+
+
+def test_a_size_where_the_forward_fails_is_a_row_not_the_end_of_the_sweep(tmp_path):
+    result = sweep(TopDown(), 3, 2, [64, 100, 128], "fpn")
+    assert [row.runs for row in result.rows] == [True, False, True]
+    failed = result.rows[1]
+    assert not failed.analysed and not failed.collapsed and "RuntimeError" in failed.error
+    with pytest.raises(ModelError):  # runs at no size: an error, not a table
+        sweep(nn.Sequential(nn.Conv2d(5, 4, 3)), 3, 2, [16, 32], "broken")
+    model = tmp_path / "fpn.py"
+    model.write_text("from test_sweep import TopDown\n\ndef net():\n    return TopDown()\n")
+    done = run("sweep", f"{model}:net", "--res", "64,100")
+    assert done.code == 0, done.err
+    assert "no: fails" in done.out and "100 px: the model's forward raised" in done.out

@@ -55,7 +55,8 @@ def render_sweep(result: Sweep, console: Console) -> None:
 def _cells(row: SweepRow) -> tuple[str, ...]:
     res = fmt_axes(row.resolution)
     if not row.analysed:
-        return (res, "no: collapses", "", "", "", "", "", "", "", "", "")
+        return (res, "no: collapses" if row.collapsed else "no: fails", "", "", "", "", "",
+                "", "", "", "")
     b_min = f"{row.b_min} (#{row.b_min_index})" if row.b_min else "-"
     at_least = "" if row.complete else ">="  # RFs are lower bounds: see the note below
     critical = str(row.critical)
