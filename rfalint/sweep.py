@@ -13,10 +13,10 @@ run the same way; where anything differs (a forward that reads ``x.shape`` or pa
 multiple) the resolution is captured and recorded in turn.
 
 Receptive fields depend only on the graph's geometry, not on the sizes of its maps, so RF
-propagation is done once per distinct geometry and reused: the geometry signature (per node: kind, inputs, gates and
-per-axis transfers and index maps) is compared, and it differs only where a window or a
-pad depends on the size (adaptive pooling to a size > 1, ``interpolate(size=...)``,
-padding to a multiple), which is then recomputed.
+propagation is done once per distinct geometry and reused: the geometry signature (per
+node: kind, inputs, gates and per-axis transfers and index maps) is compared, and it
+differs only where a window or a pad depends on the size (adaptive pooling to a size > 1,
+``interpolate(size=...)``, padding to a multiple), which is then recomputed.
 The cost is priced with rfalint's graph counter (no forward pass).
 """
 
@@ -102,7 +102,7 @@ class SweepRow:
 
     resolution: tuple[int, ...]
     runs: bool
-    error: str | None = None  # why it does not run (a collapsed map, a failing head)
+    error: str | None = None  # why it does not run (a collapse, a failing head or body)
     analysed: bool = False  # False when the forward failed before the readout: no analysis
     collapsed: bool = False  # that failure is a feature map too small for a window
     # False when an op on the way to a readout is not understood (RFA201): RFs are lower
