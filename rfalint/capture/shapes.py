@@ -56,16 +56,26 @@ def _dense_in_some_order(x: torch.Tensor) -> bool:
     return True
 
 
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
 def _dense(x: torch.Tensor) -> bool:
-    if x.is_contiguous():
-        return True
-    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
-    return x.dim() in formats and x.is_contiguous(memory_format=formats[x.dim()])
+    """Contiguous or channels-last."""
+    return x.is_contiguous() or x.dim() in _CHANNELS_LAST \
+        and x.is_contiguous(memory_format=_CHANNELS_LAST[x.dim()])
 
 
-def _plain(x: Any, like: torch.Tensor | None = None) -> bool:
-    """A contiguous tensor without autograd history (on ``like``'s device)."""
-    return isinstance(x, torch.Tensor) and x.is_contiguous() and not x.requires_grad \
+def _channels_last(t: torch.Tensor) -> bool:
+    """Laid out channels-last and not also contiguous (1x1 maps and single channels are
+    both, and the kernels treat them as contiguous)."""
+    return _dense(t) and not t.is_contiguous()
+
+
+def _plain(x: Any, like: torch.Tensor | None = None, channels_last: bool = False) -> bool:
+    """A contiguous (or, with ``channels_last``, also channels-last) tensor without
+    autograd history (on ``like``'s device)."""
+    return isinstance(x, torch.Tensor) \
+        and (_dense(x) if channels_last else x.is_contiguous()) and not x.requires_grad \
         and (like is None or x.device == like.device)
 
 
@@ -102,26 +112,11 @@ def _conv_operands(a: dict[str, Any], spatial: int) -> bool | None:
     tensors (contiguous or channels-last) of the expected ranks on one device (then
     torch's kernel runs)."""
     x, w, b = a.get("input"), a.get("weight"), a.get("bias")
-    batched = _batched(x, spatial) if _plain_or_channels_last(x) else None
-    if batched is None or not _plain_or_channels_last(w, x) or w.dim() != spatial + 2 or \
+    batched = _batched(x, spatial) if _plain(x, channels_last=True) else None
+    if batched is None or not _plain(w, x, channels_last=True) or w.dim() != spatial + 2 or \
             not (b is None or _plain(b, x)):
         return None
     return batched
-
-
-_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
-
-
-def _channels_last(t: torch.Tensor) -> bool:
-    """Laid out channels-last and not also contiguous (1x1 maps and single channels are
-    both, and the kernels treat them as contiguous)."""
-    return t.dim() in _CHANNELS_LAST and not t.is_contiguous() \
-        and t.is_contiguous(memory_format=_CHANNELS_LAST[t.dim()])
-
-
-def _plain_or_channels_last(t: Any, like: torch.Tensor | None = None) -> bool:
-    return _plain(t, like) or isinstance(t, torch.Tensor) and _channels_last(t) \
-        and not t.requires_grad and (like is None or t.device == like.device)
 
 
 def _conv_output(shape: tuple[int, ...], a: dict[str, Any]) -> torch.Tensor:

@@ -7,7 +7,7 @@ a model's Python see its tensors: ops, but also ``x.shape``, ``x.size(2)``, ``le
 in order, with its arguments (tensors replaced by references to earlier results) and what
 it returned, plus the module calls the recorder's hooks saw.
 
-A replay (:func:`rfalint.capture.tracer.replay`) makes the same calls on tensors of the
+A replay (:class:`rfalint.capture.Captures`) makes the same calls on tensors of the
 new size and compares every non-tensor result (a size, a flag) with the recorded one, and
 every failure with the recorded failure. If all agree, the model's Python would have seen
 exactly the same values, so it would have made the same calls with the same arguments: the

@@ -279,13 +279,13 @@ class _Recorder(TorchFunctionMode):
         """Run ``func``; without data, shape-preserving ops just return a tensor of the
         input's shape (meta kernels of activations and norms go through slow decompositions)."""
         raw = getattr(func, "__name__", "")
-        if self.shape_only and args and self._without_data(args, kwargs):
-            record = self.registry.resolve(raw)
-            if record is not None and record.shape_preserving \
-                    and isinstance(args[0], torch.Tensor):
+        record = self.registry.resolve(raw) if self.shape_only and args else None
+        if record is not None and (record.shape_preserving or record.shape is not None) \
+                and self._without_data(args, kwargs):
+            if record.shape_preserving and isinstance(args[0], torch.Tensor):
                 return args[0] if _aliases_input(func, record.name, raw, args, kwargs) \
                     else shapes.elementwise_like(args[0])
-            if record is not None and record.shape is not None and "out" not in kwargs:
+            if record.shape is not None and "out" not in kwargs:
                 result = _shape_only_result(func, record, raw, args, kwargs)
                 if result is not None:
                     return result
@@ -544,14 +544,6 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _empty_like(x: torch.Tensor) -> torch.Tensor:
-    return shapes.empty_like(x)
-
-
-def _elementwise_like(x: torch.Tensor) -> torch.Tensor:
-    return shapes.elementwise_like(x)
-
-
 # Leaves whose kernels keep only a channels-last layout; the others keep any dense one.
 _NORM_LAYOUT = (nn.modules.batchnorm._BatchNorm, nn.ChannelShuffle)
 
@@ -568,7 +560,7 @@ def _shape_only_forwards(recorder: _Recorder):
                and not _batch_statistics(module)]
     for module in patched:
         replacement = _identity if _returns_input(module) else \
-            _empty_like if isinstance(module, _NORM_LAYOUT) else _elementwise_like
+            shapes.empty_like if isinstance(module, _NORM_LAYOUT) else shapes.elementwise_like
         module.forward = _replacement(recorder, module, replacement)
     try:
         yield
